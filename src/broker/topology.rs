@@ -1,0 +1,151 @@
+//! The broker objects of CONTRACT.md §1, declared idempotently with the same arguments
+//! every time (a mismatch is the broker's PRECONDITION_FAILED, which we surface).
+//!
+//! - `payout.commands` (topic) → `payout.withdrawals.approved` (quorum): the work queue,
+//!   with an explicit delivery limit whose overflow dead-letters to `payout.dead`.
+//! - `payout.events` (topic), plus an optional audit queue bound to `#`.
+//! - `payout.dead` (fanout) → `payout.dead` (quorum queue): kept byte-for-byte.
+//! - `payout.delay.<ms>ms` (quorum, TTL): deferred commands wait here and dead-letter
+//!   straight back into the work queue through the default exchange.
+
+use crate::config::TopologySettings;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+pub const APPROVED_ROUTING_KEY: &str = "withdrawal.approved";
+
+fn s(v: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(v.as_bytes().to_vec()))
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+/// The delay queue for the n-th deferral (0-based); the last tier repeats.
+pub fn delay_queue(t: &TopologySettings, deferral: u32) -> (String, u64) {
+    let i = (deferral as usize).min(t.delay_tiers_ms.len() - 1);
+    let ms = t.delay_tiers_ms[i];
+    (format!("{}.{ms}ms", t.delay_prefix), ms)
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind) -> lapin::Result<()> {
+    ch.exchange_declare(
+        name.into(),
+        kind,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+}
+
+pub async fn declare(ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
+    exchange(ch, &t.commands_exchange, ExchangeKind::Topic).await?;
+    exchange(ch, &t.events_exchange, ExchangeKind::Topic).await?;
+    exchange(ch, &t.dead_letter, ExchangeKind::Fanout).await?;
+
+    ch.queue_declare(
+        t.dead_letter.as_str().into(),
+        durable(),
+        table(&[("x-queue-type", s("quorum"))]),
+    )
+    .await?;
+    ch.queue_bind(
+        t.dead_letter.as_str().into(),
+        t.dead_letter.as_str().into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+
+    ch.queue_declare(
+        t.work_queue.as_str().into(),
+        durable(),
+        table(&[
+            ("x-queue-type", s("quorum")),
+            ("x-delivery-limit", AMQPValue::LongInt(t.delivery_limit as i32)),
+            ("x-dead-letter-exchange", s(&t.dead_letter)),
+            // at-least-once dead-lettering needs reject-publish overflow.
+            ("x-dead-letter-strategy", s("at-least-once")),
+            ("x-overflow", s("reject-publish")),
+        ]),
+    )
+    .await?;
+    ch.queue_bind(
+        t.work_queue.as_str().into(),
+        t.commands_exchange.as_str().into(),
+        APPROVED_ROUTING_KEY.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+
+    for deferral in 0..t.delay_tiers_ms.len() as u32 {
+        let (name, ms) = delay_queue(t, deferral);
+        ch.queue_declare(
+            name.as_str().into(),
+            durable(),
+            table(&[
+                ("x-queue-type", s("quorum")),
+                ("x-message-ttl", AMQPValue::LongLongInt(ms as i64)),
+                ("x-dead-letter-exchange", s("")),
+                ("x-dead-letter-routing-key", s(&t.work_queue)),
+                ("x-dead-letter-strategy", s("at-least-once")),
+                ("x-overflow", s("reject-publish")),
+            ]),
+        )
+        .await?;
+    }
+
+    if !t.events_audit_queue.is_empty() {
+        ch.queue_declare(
+            t.events_audit_queue.as_str().into(),
+            durable(),
+            table(&[
+                ("x-queue-type", s("quorum")),
+                ("x-max-length", AMQPValue::LongLongInt(t.events_audit_max_length.into())),
+                ("x-overflow", s("drop-head")),
+            ]),
+        )
+        .await?;
+        ch.queue_bind(
+            t.events_audit_queue.as_str().into(),
+            t.events_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn deferrals_walk_the_tiers_and_stay_on_the_last() {
+        let t = Settings::defaults().topology;
+        assert_eq!(delay_queue(&t, 0), ("payout.delay.200ms".into(), 200));
+        assert_eq!(delay_queue(&t, 4).1, 300000);
+        assert_eq!(delay_queue(&t, 99).1, 300000);
+    }
+}

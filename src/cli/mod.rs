@@ -1,0 +1,179 @@
+//! The command line of CONTRACT.md §6. `main` only parses and calls [`execute`].
+
+mod demo;
+
+use crate::auth::{KeyRing, KEY_ID_HEADER, SIGNATURE_HEADER};
+use crate::broker::{self, headers::long_string, topology, Publisher};
+use crate::config::Settings;
+use crate::shutdown;
+use clap::{Parser, Subcommand};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "payout-worker", version, about = "Pays approved balance withdrawals, exactly once.")]
+pub struct Cli {
+    /// An extra TOML file layered over config/default.toml (environment variables still win).
+    #[arg(long, global = true, env = "PAYOUT_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume, pay, publish until SIGTERM/SIGINT, then drain in-flight work and exit 0.
+    Run,
+    /// The channel simulator (Alipay gateway, ledger at GET /sim/ledger).
+    Sim {
+        /// Listen address (default: sim.listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Fraction of calls that get a random fault.
+        #[arg(long)]
+        faults: Option<f64>,
+        /// Seed for the fault draws.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Latency added to every call.
+        #[arg(long)]
+        latency_ms: Option<u64>,
+        /// Time after which asynchronous payouts settle.
+        #[arg(long)]
+        settle_ms: Option<u64>,
+    },
+    /// Sign and publish a withdrawal.approved JSON file.
+    Publish {
+        file: PathBuf,
+        /// Sign with this key id instead of auth.publish_key_id.
+        #[arg(long)]
+        key_id: Option<String>,
+    },
+    /// Declare exchanges, queues and bindings.
+    Topology,
+    /// The simulator, the worker and a stream of sample withdrawals, with their events printed.
+    Demo {
+        /// Withdrawals to publish (0: until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+        /// Pause between withdrawals.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Settings(#[from] crate::config::SettingsError),
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error(transparent)]
+    Publish(#[from] broker::PublishError),
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub async fn execute(cli: Cli) -> Result<(), CliError> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::init(&settings.log);
+    match cli.command {
+        Command::Run => {
+            let (trigger, shutdown) = shutdown::channel();
+            tokio::spawn(async move {
+                shutdown::os_signal().await;
+                tracing::info!("signal received");
+                trigger.trigger();
+            });
+            crate::worker::run(settings, shutdown).await?;
+            Ok(())
+        }
+        Command::Sim {
+            listen,
+            faults,
+            seed,
+            latency_ms,
+            settle_ms,
+        } => {
+            let s = &mut settings.sim;
+            s.listen = listen.unwrap_or(s.listen.clone());
+            s.faults = faults.unwrap_or(s.faults);
+            s.seed = seed.unwrap_or(s.seed);
+            s.latency_ms = latency_ms.unwrap_or(s.latency_ms);
+            s.settle_ms = settle_ms.unwrap_or(s.settle_ms);
+            settings.validate()?;
+            run_sim(&settings, shutdown::os_signal()).await
+        }
+        Command::Publish { file, key_id } => {
+            let body = std::fs::read(&file)
+                .map_err(|e| CliError::Other(format!("cannot read {}: {e}", file.display())))?;
+            let key_id = key_id.unwrap_or_else(|| settings.auth.publish_key_id.clone());
+            let conn = broker::connect(&settings.amqp, "payout-worker-publish").await?;
+            let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;
+            publish_command(&settings, &publisher, &key_id, &body).await?;
+            println!("published {} ({} bytes) signed with key {key_id:?}", file.display(), body.len());
+            let _ = conn.close(200, "done".into()).await;
+            Ok(())
+        }
+        Command::Topology => {
+            let conn = broker::connect(&settings.amqp, "payout-worker-topology").await?;
+            let channel = conn.create_channel().await?;
+            topology::declare(&channel, &settings.topology).await?;
+            println!("topology declared");
+            let _ = conn.close(200, "done".into()).await;
+            Ok(())
+        }
+        Command::Demo { count, interval_ms } => demo::run(settings, count, interval_ms).await,
+    }
+}
+
+pub async fn run_sim(
+    settings: &Settings,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CliError> {
+    let opts = crate::sim::SimOptions::from_settings(&settings.sim).map_err(CliError::Other)?;
+    let listener = tokio::net::TcpListener::bind(&settings.sim.listen)
+        .await
+        .map_err(|e| CliError::Other(format!("sim: cannot listen on {}: {e}", settings.sim.listen)))?;
+    tracing::info!(listen = %settings.sim.listen, "channel simulator listening");
+    crate::sim::serve(opts, listener, stop)
+        .await
+        .map_err(|e| CliError::Other(format!("sim: {e}")))
+}
+
+/// Signs `body` with `key_id` and publishes it as upstream billing would: persistent,
+/// JSON, confirmed, mandatory.
+pub async fn publish_command(
+    settings: &Settings,
+    publisher: &Publisher,
+    key_id: &str,
+    body: &[u8],
+) -> Result<(), CliError> {
+    let keys = KeyRing::parse(settings.auth.hmac_keys.expose_secret()).map_err(CliError::Other)?;
+    let signature = keys
+        .sign(key_id, body)
+        .ok_or_else(|| CliError::Other(format!("no HMAC key with id {key_id:?} is configured")))?;
+    let mut headers = FieldTable::default();
+    headers.insert(KEY_ID_HEADER.into(), long_string(key_id));
+    headers.insert(SIGNATURE_HEADER.into(), long_string(&signature));
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    publisher
+        .publish(
+            &settings.topology.commands_exchange,
+            topology::APPROVED_ROUTING_KEY,
+            body,
+            props,
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! Typed settings: `config/default.toml` (compiled in, so the binary runs with no
+//! configuration at all), then an optional file, then `PAYOUT__SECTION__KEY` variables
+//! and `PAYOUT_HMAC_KEYS`. Validated once at start with an error that names the key.
+//! Secrets are `SecretString`: their `Debug` prints `[REDACTED]`.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+pub const DEV_HMAC_KEYS: &str = "dev:dev-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub amqp: AmqpSettings,
+    pub topology: TopologySettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub rules: RulesSettings,
+    pub retry: RetrySettings,
+    pub channels: ChannelSettings,
+    pub sim: SimSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    pub url: SecretString,
+    pub prefetch: u16,
+    pub connect_timeout_ms: u64,
+    pub heartbeat_secs: u16,
+    pub connection_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TopologySettings {
+    pub commands_exchange: String,
+    pub work_queue: String,
+    pub events_exchange: String,
+    pub dead_letter: String,
+    pub events_audit_queue: String,
+    pub events_audit_max_length: u32,
+    pub delivery_limit: u32,
+    pub delay_prefix: String,
+    pub delay_tiers_ms: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub urls: Vec<SecretString>,
+    pub cluster: bool,
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub hmac_keys: SecretString,
+    pub publish_key_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RulesSettings {
+    pub currencies: Vec<String>,
+    pub alipay_window_months: u32,
+    pub wechat_pay_window_months: u32,
+    pub unionpay_window_months: u32,
+    pub bank_window_days: u32,
+    pub bank_window_days_by_bank: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetrySettings {
+    pub max_deferrals: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelSettings {
+    pub alipay: AlipaySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AlipaySettings {
+    pub gateway_url: String,
+    pub app_id: String,
+    pub app_private_key_file: String,
+    pub alipay_public_key_file: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimSettings {
+    pub listen: String,
+    pub faults: f64,
+    pub seed: u64,
+    pub latency_ms: u64,
+    pub settle_ms: u64,
+    pub alipay_platform_private_key_file: String,
+    pub alipay_app_public_key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// The compiled-in defaults alone: what tests start from.
+    pub fn defaults() -> Self {
+        Self::build(None, false).expect("the compiled-in defaults are valid")
+    }
+
+    /// Defaults, then `config/default.toml` in the working directory if present, then
+    /// `extra_file`, then the environment.
+    pub fn load(extra_file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::build(extra_file, true)
+    }
+
+    fn build(extra_file: Option<&Path>, with_env: bool) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if with_env {
+            builder = builder.add_source(config::File::with_name("config/default.toml").required(false));
+        }
+        if let Some(path) = extra_file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        if with_env {
+            builder = builder.add_source(
+                config::Environment::with_prefix("PAYOUT")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("redis.urls")
+                    .with_list_parse_key("rules.currencies")
+                    .with_list_parse_key("topology.delay_tiers_ms"),
+            );
+            if let Ok(keys) = std::env::var("PAYOUT_HMAC_KEYS") {
+                builder = builder.set_override("auth.hmac_keys", keys)?;
+            }
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.amqp.prefetch == 0 {
+            return Err(invalid("amqp.prefetch", "must be at least 1"));
+        }
+        let url = self.amqp.url.expose_secret();
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err(invalid("amqp.url", "must start with amqp:// or amqps://"));
+        }
+        if self.redis.urls.is_empty() {
+            return Err(invalid("redis.urls", "needs at least one URL"));
+        }
+        for u in &self.redis.urls {
+            let u = u.expose_secret();
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                return Err(invalid("redis.urls", "each must start with redis:// or rediss://"));
+            }
+        }
+        if !self.redis.cluster && self.redis.urls.len() != 1 {
+            return Err(invalid("redis.urls", "several URLs need redis.cluster = true"));
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
+            return Err(invalid("redis.key_prefix", "must be non-empty and without braces"));
+        }
+        if self.topology.delay_tiers_ms.is_empty() || self.topology.delay_tiers_ms.contains(&0) {
+            return Err(invalid("topology.delay_tiers_ms", "needs at least one tier, each > 0"));
+        }
+        if self.topology.delivery_limit == 0 {
+            return Err(invalid("topology.delivery_limit", "must be at least 1"));
+        }
+        crate::auth::KeyRing::parse(self.auth.hmac_keys.expose_secret())
+            .map_err(|e| invalid("auth.hmac_keys", e))?;
+        if self.rules.currencies.is_empty() {
+            return Err(invalid("rules.currencies", "needs at least one currency"));
+        }
+        if !(0.0..=1.0).contains(&self.sim.faults) {
+            return Err(invalid("sim.faults", "must be a fraction between 0 and 1"));
+        }
+        if self.retry.max_deferrals == 0 {
+            return Err(invalid("retry.max_deferrals", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn uses_dev_hmac_key(&self) -> bool {
+        self.auth.hmac_keys.expose_secret().contains(DEV_HMAC_KEYS)
+    }
+}
+
+pub fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::defaults();
+        assert_eq!(s.amqp.prefetch, 128);
+        assert_eq!(s.topology.work_queue, "payout.withdrawals.approved");
+        assert_eq!(s.rules.bank_window_days_by_bank["ICBC"], 30);
+        assert!(s.uses_dev_hmac_key());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = Settings::defaults();
+        let text = format!("{s:?}");
+        assert!(!text.contains("dev-secret-do-not-use-in-production"));
+        assert!(!text.contains("guest:guest"));
+    }
+
+    #[test]
+    fn validation_names_the_bad_key() {
+        let mut s = Settings::defaults();
+        s.amqp.prefetch = 0;
+        assert!(s.validate().unwrap_err().to_string().contains("`amqp.prefetch`"));
+        let mut s = Settings::defaults();
+        s.auth.hmac_keys = SecretString::from("no-colon");
+        assert!(s.validate().unwrap_err().to_string().contains("`auth.hmac_keys`"));
+    }
+
+    #[test]
+    fn a_file_with_a_wrong_type_names_the_key() {
+        let dir = std::env::temp_dir().join(format!("payout-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "[amqp]\nprefetch = \"lots\"\n").unwrap();
+        let err = Settings::build(Some(&file), false).unwrap_err().to_string();
+        assert!(err.contains("prefetch"), "{err}");
+    }
+}

@@ -1,0 +1,495 @@
+//! `withdrawal.approved` version 1, parsed into types that cannot hold invalid values.
+//!
+//! Parsing runs in stages so every refusal gets the most useful code: bytes → JSON
+//! (`malformed_json`), `version` (`unsupported_version`), shape (`schema_invalid`),
+//! then the business meaning (amounts, currency, legs adding up, routes).
+
+use super::money::{Currency, Money, MoneyError};
+use super::party::{AccountNo, PersonName};
+use super::reject::{RejectCode, Rejection};
+use super::{ChannelKind, LegId, WithdrawalId};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+
+pub const COMMAND_TYPE: &str = "withdrawal.approved";
+pub const SUPPORTED_VERSION: u64 = 1;
+/// More legs than this is not a withdrawal, it is a mistake upstream.
+pub const MAX_LEGS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Withdrawal {
+    pub id: WithdrawalId,
+    pub account_id: String,
+    pub verified_name: PersonName,
+    pub currency: Currency,
+    pub amount: Money,
+    pub approved_at: DateTime<Utc>,
+    pub legs: Vec<Leg>,
+    /// SHA-256 of the command's canonical JSON: tells a true duplicate from a conflicting
+    /// reuse of the same withdrawal id.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leg {
+    pub id: LegId,
+    pub amount: Money,
+    pub channel: ChannelKind,
+    pub route: Route,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Refund a top-up to where it came from; past its window, pay the fallback instead.
+    Original {
+        source: Source,
+        fallback_payee: Option<Payee>,
+    },
+    /// Pay a designated account.
+    Designated { payee: Payee },
+}
+
+impl Route {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Original { .. } => "original",
+            Route::Designated { .. } => "designated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub topup_id: String,
+    pub channel_txn_id: String,
+    pub paid_at: DateTime<Utc>,
+    /// The bank of an online-banking top-up (decides its refund window).
+    pub bank: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayeeKind {
+    BankCard,
+    Alipay,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payee {
+    pub kind: PayeeKind,
+    pub name: PersonName,
+    pub account_no: AccountNo,
+    pub bank_name: Option<String>,
+    pub branch: Option<String>,
+}
+
+// ---- wire shapes -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct WireCommand {
+    #[serde(rename = "type")]
+    kind: String,
+    withdrawal_id: String,
+    account_id: String,
+    verified_name: String,
+    currency: String,
+    amount: String,
+    approved_at: String,
+    legs: Vec<WireLeg>,
+}
+
+#[derive(Deserialize)]
+struct WireLeg {
+    leg_id: String,
+    amount: String,
+    route: String,
+    channel: String,
+    source: Option<WireSource>,
+    payee: Option<WirePayee>,
+    fallback_payee: Option<WirePayee>,
+}
+
+#[derive(Deserialize)]
+struct WireSource {
+    topup_id: String,
+    channel_txn_id: String,
+    paid_at: String,
+    bank: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WirePayee {
+    kind: String,
+    name: String,
+    account_no: String,
+    bank_name: Option<String>,
+    branch: Option<String>,
+}
+
+// ---- parsing -----------------------------------------------------------------------
+
+fn schema(msg: impl Into<String>) -> Rejection {
+    Rejection::new(RejectCode::SchemaInvalid, msg)
+}
+
+fn money(field: &str, s: &str) -> Result<Money, Rejection> {
+    Money::parse(s).map_err(|e: MoneyError| {
+        Rejection::new(RejectCode::InvalidAmount, format!("{field}: {e}"))
+    })
+}
+
+fn timestamp(field: &str, s: &str) -> Result<DateTime<Utc>, Rejection> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| schema(format!("{field}: {s:?} is not an RFC 3339 timestamp")))
+}
+
+fn text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {
+    if s.trim().is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+        return Err(schema(format!(
+            "{field} must be 1–{max} printable characters"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+/// Reads the JSON object out of a body: `malformed_json` if it is not one.
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, Rejection> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        Rejection::new(
+            RejectCode::MalformedJson,
+            format!("body is not valid UTF-8 JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(Rejection::new(
+            RejectCode::MalformedJson,
+            "body is JSON but not an object",
+        ));
+    }
+    Ok(value)
+}
+
+/// The withdrawal a (possibly invalid) command names, if it names one validly: used to
+/// release the funds of an authentic command that cannot be processed.
+pub fn named_withdrawal(value: &serde_json::Value) -> Option<WithdrawalId> {
+    value
+        .get("withdrawal_id")
+        .and_then(|v| v.as_str())
+        .and_then(WithdrawalId::parse)
+}
+
+/// Parses a whole command body.
+pub fn parse_command(body: &[u8], currencies: &[String]) -> Result<Withdrawal, Rejection> {
+    parse_value(parse_json(body)?, currencies)
+}
+
+pub fn parse_value(value: serde_json::Value, currencies: &[String]) -> Result<Withdrawal, Rejection> {
+    match value.get("version") {
+        Some(v) if v.as_u64() == Some(SUPPORTED_VERSION) => {}
+        Some(v) => {
+            return Err(Rejection::new(
+                RejectCode::UnsupportedVersion,
+                format!("version {v} is not supported; this worker speaks version {SUPPORTED_VERSION}"),
+            ))
+        }
+        None => return Err(schema("missing field `version`")),
+    }
+    // serde_json's map keeps keys sorted, so this text is canonical for the content.
+    let digest = hex::encode(Sha256::digest(value.to_string().as_bytes()));
+    let wire: WireCommand =
+        serde_json::from_value(value).map_err(|e| schema(e.to_string()))?;
+    if wire.kind != COMMAND_TYPE {
+        return Err(schema(format!(
+            "type is {:?}, expected {COMMAND_TYPE:?}",
+            wire.kind
+        )));
+    }
+    let id = WithdrawalId::parse(&wire.withdrawal_id)
+        .ok_or_else(|| schema("withdrawal_id must be 1–64 of [A-Za-z0-9_-]"))?;
+    let account_id = text("account_id", &wire.account_id, 128)?;
+    let verified_name = PersonName::parse(&wire.verified_name)
+        .ok_or_else(|| schema("verified_name must be a non-empty printable name"))?;
+    let currency = Currency::parse(&wire.currency, currencies).ok_or_else(|| {
+        Rejection::new(
+            RejectCode::UnsupportedCurrency,
+            format!(
+                "currency {:?} is not one of {}",
+                wire.currency,
+                currencies.join(", ")
+            ),
+        )
+    })?;
+    let amount = money("amount", &wire.amount)?;
+    let approved_at = timestamp("approved_at", &wire.approved_at)?;
+    if wire.legs.is_empty() || wire.legs.len() > MAX_LEGS {
+        return Err(schema(format!("legs must hold 1–{MAX_LEGS} entries")));
+    }
+    let mut seen = HashSet::new();
+    let mut legs = Vec::with_capacity(wire.legs.len());
+    for (i, wl) in wire.legs.into_iter().enumerate() {
+        let leg = parse_leg(i, wl)?;
+        if !seen.insert(leg.id.clone()) {
+            return Err(schema(format!("leg_id {:?} appears twice", leg.id.as_str())));
+        }
+        legs.push(leg);
+    }
+    let sum: Decimal = legs.iter().map(|l| l.amount.decimal()).sum();
+    if sum != amount.decimal() {
+        return Err(Rejection::new(
+            RejectCode::AmountMismatch,
+            format!("legs add up to {sum:.2}, but amount is {amount}"),
+        ));
+    }
+    Ok(Withdrawal {
+        id,
+        account_id,
+        verified_name,
+        currency,
+        amount,
+        approved_at,
+        legs,
+        digest,
+    })
+}
+
+fn parse_leg(i: usize, wl: WireLeg) -> Result<Leg, Rejection> {
+    let at = |f: &str| format!("legs[{i}].{f}");
+    let id = LegId::parse(&wl.leg_id)
+        .ok_or_else(|| schema(format!("{} must be 1–64 of [A-Za-z0-9_-]", at("leg_id"))))?;
+    let amount = money(&at("amount"), &wl.amount)?;
+    let channel = ChannelKind::parse(&wl.channel).ok_or_else(|| {
+        schema(format!(
+            "{} {:?} is not one of alipay, wechat_pay, unionpay, bank",
+            at("channel"),
+            wl.channel
+        ))
+    })?;
+    let route = match wl.route.as_str() {
+        "original" => {
+            if wl.payee.is_some() {
+                return Err(schema(format!("{} is only for designated legs", at("payee"))));
+            }
+            let ws = wl
+                .source
+                .ok_or_else(|| schema(format!("{} is required for route original", at("source"))))?;
+            let source = Source {
+                topup_id: text(&at("source.topup_id"), &ws.topup_id, 64)?,
+                channel_txn_id: text(&at("source.channel_txn_id"), &ws.channel_txn_id, 64)?,
+                paid_at: timestamp(&at("source.paid_at"), &ws.paid_at)?,
+                bank: ws.bank.map(|b| text(&at("source.bank"), &b, 64)).transpose()?,
+            };
+            if channel == ChannelKind::Bank && source.bank.is_none() {
+                return Err(schema(format!(
+                    "{} is required for an online-banking top-up",
+                    at("source.bank")
+                )));
+            }
+            let fallback_payee = wl
+                .fallback_payee
+                .map(|p| parse_payee(&at("fallback_payee"), p))
+                .transpose()?;
+            if fallback_payee
+                .as_ref()
+                .is_some_and(|p| p.kind != PayeeKind::BankCard)
+            {
+                return Err(schema(format!("{} must be a bank_card", at("fallback_payee"))));
+            }
+            Route::Original {
+                source,
+                fallback_payee,
+            }
+        }
+        "designated" => {
+            if wl.source.is_some() || wl.fallback_payee.is_some() {
+                return Err(schema(format!(
+                    "{} takes a payee, not a source or fallback_payee",
+                    at("route")
+                )));
+            }
+            let payee = parse_payee(
+                &at("payee"),
+                wl.payee
+                    .ok_or_else(|| schema(format!("{} is required for route designated", at("payee"))))?,
+            )?;
+            let fits = matches!(
+                (payee.kind, channel),
+                (PayeeKind::BankCard, ChannelKind::Bank) | (PayeeKind::Alipay, ChannelKind::Alipay)
+            );
+            if !fits {
+                return Err(schema(format!(
+                    "{}: a designated payout goes to a bank_card through bank or an alipay account through alipay",
+                    at("channel")
+                )));
+            }
+            Route::Designated { payee }
+        }
+        other => {
+            return Err(schema(format!(
+                "{} {other:?} is not original or designated",
+                at("route")
+            )))
+        }
+    };
+    Ok(Leg {
+        id,
+        amount,
+        channel,
+        route,
+    })
+}
+
+fn parse_payee(field: &str, wp: WirePayee) -> Result<Payee, Rejection> {
+    let kind = match wp.kind.as_str() {
+        "bank_card" => PayeeKind::BankCard,
+        "alipay" => PayeeKind::Alipay,
+        other => {
+            return Err(schema(format!(
+                "{field}.kind {other:?} is not bank_card or alipay"
+            )))
+        }
+    };
+    let name = PersonName::parse(&wp.name)
+        .ok_or_else(|| schema(format!("{field}.name must be a non-empty printable name")))?;
+    let account_no = AccountNo::parse(&wp.account_no)
+        .ok_or_else(|| schema(format!("{field}.account_no must be 4–64 characters without spaces")))?;
+    let bank_name = wp.bank_name.map(|b| text(&format!("{field}.bank_name"), &b, 64)).transpose()?;
+    if kind == PayeeKind::BankCard && bank_name.is_none() {
+        return Err(schema(format!("{field}.bank_name is required for a bank_card")));
+    }
+    let branch = wp.branch.map(|b| text(&format!("{field}.branch"), &b, 128)).transpose()?;
+    Ok(Payee {
+        kind,
+        name,
+        account_no,
+        bank_name,
+        branch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    pub(crate) fn contract_example() -> serde_json::Value {
+        json!({
+          "type": "withdrawal.approved", "version": 1,
+          "withdrawal_id": "wd-20261120-000123", "account_id": "acct-42",
+          "verified_name": "Zhang San", "currency": "CNY", "amount": "1500.00",
+          "approved_at": "2026-11-20T08:00:00Z",
+          "legs": [
+            { "leg_id": "1", "amount": "1000.00", "route": "original", "channel": "alipay",
+              "source": { "topup_id": "tp-9", "channel_txn_id": "2026031522001456", "paid_at": "2026-03-15T10:00:00Z" },
+              "fallback_payee": { "kind": "bank_card", "name": "Zhang San", "account_no": "6222020200112233445", "bank_name": "ICBC", "branch": "Hangzhou Xihu Sub-branch" } },
+            { "leg_id": "2", "amount": "500.00", "route": "designated", "channel": "bank",
+              "payee": { "kind": "bank_card", "name": "Zhang San", "account_no": "6222020200112233445", "bank_name": "ICBC", "branch": "Hangzhou Xihu Sub-branch" } }
+          ]
+        })
+    }
+
+    fn cny() -> Vec<String> {
+        vec!["CNY".into()]
+    }
+
+    fn code_of(v: serde_json::Value) -> RejectCode {
+        parse_command(v.to_string().as_bytes(), &cny()).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_the_contract_example() {
+        let w = parse_command(contract_example().to_string().as_bytes(), &cny()).unwrap();
+        assert_eq!(w.id.as_str(), "wd-20261120-000123");
+        assert_eq!(w.legs.len(), 2);
+        assert!(matches!(w.legs[0].route, Route::Original { fallback_payee: Some(_), .. }));
+        assert!(matches!(w.legs[1].route, Route::Designated { .. }));
+        assert_eq!(w.amount.to_yuan_string(), "1500.00");
+    }
+
+    #[test]
+    fn digest_ignores_key_order_but_not_content() {
+        let a = parse_command(contract_example().to_string().as_bytes(), &cny()).unwrap();
+        let reordered = r#"{"version":1,"type":"withdrawal.approved","withdrawal_id":"wd-20261120-000123","account_id":"acct-42","verified_name":"Zhang San","currency":"CNY","amount":"1500.00","approved_at":"2026-11-20T08:00:00Z","legs":[{"amount":"1000.00","leg_id":"1","route":"original","channel":"alipay","source":{"topup_id":"tp-9","channel_txn_id":"2026031522001456","paid_at":"2026-03-15T10:00:00Z"},"fallback_payee":{"kind":"bank_card","name":"Zhang San","account_no":"6222020200112233445","bank_name":"ICBC","branch":"Hangzhou Xihu Sub-branch"}},{"leg_id":"2","amount":"500.00","route":"designated","channel":"bank","payee":{"kind":"bank_card","name":"Zhang San","account_no":"6222020200112233445","bank_name":"ICBC","branch":"Hangzhou Xihu Sub-branch"}}]}"#;
+        let b = parse_command(reordered.as_bytes(), &cny()).unwrap();
+        assert_eq!(a.digest, b.digest);
+        let mut other = contract_example();
+        other["account_id"] = json!("acct-43");
+        let c = parse_command(other.to_string().as_bytes(), &cny()).unwrap();
+        assert_ne!(a.digest, c.digest);
+    }
+
+    #[test]
+    fn each_violation_has_its_code() {
+        assert_eq!(
+            parse_command(b"not json", &cny()).unwrap_err().code,
+            RejectCode::MalformedJson
+        );
+        assert_eq!(parse_command(b"[1]", &cny()).unwrap_err().code, RejectCode::MalformedJson);
+        let mut v = contract_example();
+        v["version"] = json!(2);
+        assert_eq!(code_of(v), RejectCode::UnsupportedVersion);
+        let mut v = contract_example();
+        v["amount"] = json!(1500);
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid);
+        let mut v = contract_example();
+        v["legs"][1]["amount"] = json!("500.001");
+        assert_eq!(code_of(v), RejectCode::InvalidAmount);
+        let mut v = contract_example();
+        v["legs"][1]["amount"] = json!("400.00");
+        assert_eq!(code_of(v), RejectCode::AmountMismatch);
+        let mut v = contract_example();
+        v["currency"] = json!("USD");
+        assert_eq!(code_of(v), RejectCode::UnsupportedCurrency);
+        let mut v = contract_example();
+        v["withdrawal_id"] = json!("wd/1");
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid);
+        let mut v = contract_example();
+        v["legs"][1]["leg_id"] = json!("1");
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid);
+        let mut v = contract_example();
+        v["legs"][1]["channel"] = json!("paypal");
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid);
+        let mut v = contract_example();
+        v["legs"][1]["channel"] = json!("wechat_pay");
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid);
+        let mut v = contract_example();
+        v["legs"][0]["fallback_payee"]["kind"] = json!("alipay");
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid);
+        let mut v = contract_example();
+        v.as_object_mut().unwrap().remove("version");
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid);
+    }
+
+    #[test]
+    fn named_withdrawal_reads_only_valid_ids() {
+        let v = json!({"withdrawal_id": "wd-1", "amount": 3});
+        assert_eq!(named_withdrawal(&v).unwrap().as_str(), "wd-1");
+        assert!(named_withdrawal(&json!({"withdrawal_id": "bad id"})).is_none());
+        assert!(named_withdrawal(&json!({"withdrawal_id": 5})).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_a_value_or_a_classified_error(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_command(&body, &cny());
+        }
+
+        #[test]
+        fn any_json_mutation_is_classified(path in 0usize..12, val in prop_oneof![
+            Just(json!(null)), Just(json!("")), Just(json!("0.001")), Just(json!(-1)),
+            Just(json!([])), Just(json!({})), ".{0,20}".prop_map(serde_json::Value::String)
+        ]) {
+            let mut v = contract_example();
+            let fields = ["type","withdrawal_id","account_id","verified_name","currency","amount","approved_at","legs"];
+            if path < fields.len() { v[fields[path]] = val; } else {
+                let leg_fields = ["leg_id","amount","route","channel"];
+                v["legs"][0][leg_fields[path - fields.len()]] = val;
+            }
+            // Must not panic; an error always carries a message.
+            if let Err(e) = parse_value(v, &cny()) { prop_assert!(!e.message.is_empty()); }
+        }
+    }
+}

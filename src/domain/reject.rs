@@ -1,0 +1,55 @@
+//! Why a command is refused at the boundary, with the stable codes that go into
+//! `x-payout-error-code` on `payout.dead`.
+
+/// Stable machine codes. Renaming one breaks ops' alerts and the funds service: add, never rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectCode {
+    /// Not UTF-8 JSON, or not a JSON object.
+    MalformedJson,
+    /// JSON of the wrong shape: missing fields, wrong types, bad ids, impossible routes.
+    SchemaInvalid,
+    /// `version` is not one this worker speaks.
+    UnsupportedVersion,
+    /// An amount is not a positive decimal with at most two places.
+    InvalidAmount,
+    /// The legs do not add up to the withdrawal's amount.
+    AmountMismatch,
+    /// The currency is not in the configured list.
+    UnsupportedCurrency,
+    /// Missing, unknown-key or wrong HMAC signature.
+    SignatureInvalid,
+    /// An authentic command reuses a withdrawal id with different content.
+    DuplicateConflict,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::SchemaInvalid => "schema_invalid",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::InvalidAmount => "invalid_amount",
+            Self::AmountMismatch => "amount_mismatch",
+            Self::UnsupportedCurrency => "unsupported_currency",
+            Self::SignatureInvalid => "signature_invalid",
+            Self::DuplicateConflict => "duplicate_conflict",
+        }
+    }
+}
+
+/// A refused command: a code for machines and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}

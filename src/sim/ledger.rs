@@ -1,0 +1,243 @@
+//! The simulator's ledger: one record per (channel, idempotency key), shared by every
+//! simulated channel.
+//!
+//! It exists for two reasons: each channel's idempotency (a repeated key is answered from
+//! the record, never paid again) and the test oracle behind `GET /sim/ledger` (how many
+//! times money really went out under a key). The record is channel-neutral: a channel
+//! module turns its request into a fingerprint, an amount and a [`Fate`], and renders its
+//! own wire answers from the record's [`State`] at a given moment. Time is always passed
+//! in, so settlement can be tested without sleeping.
+
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+/// A channel's name in the ledger ("alipay", later "wechat_pay", "unionpay", "bank").
+pub type Channel = &'static str;
+
+/// What became of the money for a key, decided when the key is first seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Paid out at once.
+    Paid,
+    /// Refused at once; nothing moved.
+    Refused,
+    /// Accepted; at `at` it becomes `then`. Until then nothing counts as paid.
+    Settles { at: Instant, then: Settled },
+}
+
+/// How an asynchronous payout ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Paid,
+    /// Refused after acceptance (a refund the channel declines, a bank's `RJCT`).
+    Refused,
+    /// Apparently paid, then returned by the destination (Alipay's `REFUND` status).
+    Bounced,
+}
+
+/// The state of a key at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Paid,
+    Refused,
+    Pending,
+    Bounced,
+}
+
+/// One idempotency key as the channel remembers it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub channel: Channel,
+    pub key: String,
+    /// Which operation created the key (e.g. "refund", "transfer"): a query for another
+    /// operation does not see it.
+    pub op: &'static str,
+    /// The parameters a repeat must match (channel-defined; see [`fingerprint`]).
+    pub fingerprint: String,
+    /// The amount exactly as the caller sent it.
+    pub amount: String,
+    /// The channel's own reference for this payout (an order id, a trade number).
+    pub reference: String,
+    /// Wall-clock acceptance time as the channel prints it (display only).
+    pub accepted_on: String,
+    pub fate: Fate,
+    /// How many times money was sent out under this key. The channel logic answers
+    /// repeats from the record, so this stays at most 1; it is a counter, not a flag, so
+    /// that a bug that pays a key twice shows up as `moves: 2` instead of being hidden.
+    pub payouts: u32,
+}
+
+impl Entry {
+    pub fn state(&self, now: Instant) -> State {
+        match self.fate {
+            Fate::Paid => State::Paid,
+            Fate::Refused => State::Refused,
+            Fate::Settles { at, .. } if now < at => State::Pending,
+            Fate::Settles { then, .. } => match then {
+                Settled::Paid => State::Paid,
+                Settled::Refused => State::Refused,
+                Settled::Bounced => State::Bounced,
+            },
+        }
+    }
+
+    /// Times money was paid out under this key and stayed paid.
+    pub fn moves(&self, now: Instant) -> u32 {
+        match self.state(now) {
+            State::Paid => self.payouts,
+            State::Refused | State::Pending | State::Bounced => 0,
+        }
+    }
+
+    /// Whether a repeat with `fingerprint` is the same request.
+    pub fn same_request(&self, op: &str, fingerprint: &str) -> bool {
+        self.op == op && self.fingerprint == fingerprint
+    }
+}
+
+/// Joins the parameters that identify a request. The unit separator cannot occur in the
+/// simulator's inputs by accident, so two different parameter lists never collide.
+pub fn fingerprint(parts: &[&str]) -> String {
+    parts.join("\u{1f}")
+}
+
+/// One line of `GET /sim/ledger`. Only these four fields: the ledger never exposes payee
+/// data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerLine {
+    pub channel: String,
+    pub key: String,
+    pub amount: String,
+    pub moves: u32,
+}
+
+/// All channels' records behind one lock.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    // A std Mutex: held only for in-memory work, never across an await.
+    entries: Mutex<HashMap<(Channel, String), Entry>>,
+}
+
+/// The ledger, locked: look-up and insert happen under one lock, so two concurrent
+/// requests with the same new key cannot both pay.
+pub struct Book<'a> {
+    entries: MutexGuard<'a, HashMap<(Channel, String), Entry>>,
+}
+
+impl Ledger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn lock(&self) -> Book<'_> {
+        Book {
+            // A panic elsewhere must not take the simulator down with it.
+            entries: self.entries.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    /// The `GET /sim/ledger` view, sorted by channel and key so it reads the same each time.
+    pub fn snapshot(&self, now: Instant) -> Vec<LedgerLine> {
+        let book = self.lock();
+        let mut lines: Vec<LedgerLine> = book
+            .entries
+            .values()
+            .map(|e| LedgerLine {
+                channel: e.channel.to_owned(),
+                key: e.key.clone(),
+                amount: e.amount.clone(),
+                moves: e.moves(now),
+            })
+            .collect();
+        lines.sort_by(|a, b| (&a.channel, &a.key).cmp(&(&b.channel, &b.key)));
+        lines
+    }
+}
+
+impl Book<'_> {
+    pub fn get(&self, channel: Channel, key: &str) -> Option<&Entry> {
+        self.entries.get(&(channel, key.to_owned()))
+    }
+
+    /// Records a key seen for the first time. Should the key exist already (a bug in a
+    /// channel module), the new payout is added to the old record rather than replacing
+    /// it, so the ledger still shows the double payout.
+    pub fn open(&mut self, entry: Entry) -> &Entry {
+        use std::collections::hash_map::Entry as Slot;
+        match self.entries.entry((entry.channel, entry.key.clone())) {
+            Slot::Occupied(slot) => {
+                let existing = slot.into_mut();
+                existing.payouts += entry.payouts;
+                existing
+            }
+            Slot::Vacant(slot) => slot.insert(entry),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(key: &str, fate: Fate, payouts: u32) -> Entry {
+        Entry {
+            channel: "alipay",
+            key: key.into(),
+            op: "refund",
+            fingerprint: fingerprint(&["T1", "10.00"]),
+            amount: "10.00".into(),
+            reference: "T1".into(),
+            accepted_on: "2026-01-01 00:00:00".into(),
+            fate,
+            payouts,
+        }
+    }
+
+    #[test]
+    fn settlement_follows_the_clock() {
+        let t0 = Instant::now();
+        let at = t0 + Duration::from_millis(300);
+        let bounced = entry("k", Fate::Settles { at, then: Settled::Bounced }, 1);
+        assert_eq!(bounced.state(t0), State::Pending);
+        assert_eq!(bounced.moves(t0), 0);
+        assert_eq!(bounced.state(at), State::Bounced);
+        assert_eq!(bounced.moves(at), 0);
+        let paid_later = entry("k", Fate::Settles { at, then: Settled::Paid }, 1);
+        assert_eq!(paid_later.moves(t0), 0);
+        assert_eq!(paid_later.moves(at), 1);
+    }
+
+    #[test]
+    fn a_second_open_of_a_key_is_counted_not_hidden() {
+        let ledger = Ledger::new();
+        ledger.lock().open(entry("k", Fate::Paid, 1));
+        ledger.lock().open(entry("k", Fate::Paid, 1));
+        assert_eq!(ledger.snapshot(Instant::now())[0].moves, 2);
+    }
+
+    #[test]
+    fn ledger_json_has_exactly_the_contract_fields() {
+        let ledger = Ledger::new();
+        let now = Instant::now();
+        ledger.lock().open(entry("b", Fate::Paid, 1));
+        ledger.lock().open(entry("a", Fate::Refused, 0));
+        let json = serde_json::to_value(ledger.snapshot(now)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"channel": "alipay", "key": "a", "amount": "10.00", "moves": 0},
+                {"channel": "alipay", "key": "b", "amount": "10.00", "moves": 1},
+            ])
+        );
+    }
+
+    #[test]
+    fn fingerprints_of_different_lists_differ() {
+        assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
+        assert!(entry("k", Fate::Paid, 1).same_request("refund", &fingerprint(&["T1", "10.00"])));
+        assert!(!entry("k", Fate::Paid, 1).same_request("transfer", &fingerprint(&["T1", "10.00"])));
+    }
+}

@@ -1,0 +1,258 @@
+//! Where state lives: one Redis hash per withdrawal, `<prefix>:{<withdrawal_id>}`. The
+//! braces are a hash tag, so everything about one withdrawal sits in one Redis Cluster
+//! slot and every script touches keys of one slot only.
+//!
+//! Fields: `digest` (which command claimed the id, or `rejected`), `leg:<id>` (a JSON
+//! [`LegRecord`]), `outcome` (the terminal event's exact bytes: the outbox). Every change
+//! is one Lua script: compare-and-set on the exact stored text, never read-then-write from
+//! Rust.
+
+pub mod leg;
+mod scripts;
+
+pub use leg::{LegRecord, LegState};
+
+use crate::config::RedisSettings;
+use crate::domain::{LegId, WithdrawalId};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use secrecy::ExposeSecret;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis returned an unexpected reply: {0}")]
+    Protocol(String),
+}
+
+/// A single server or a cluster, behind one type.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// What a withdrawal's record holds.
+#[derive(Debug, Default, Clone)]
+pub struct WithdrawalRecord {
+    /// Leg id → (exact stored text, parsed record).
+    pub legs: HashMap<String, (String, LegRecord)>,
+    /// The terminal event, exactly as first stored.
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Claim {
+    /// This command owns the id (first time, or a true duplicate): here is the state.
+    Owned(WithdrawalRecord),
+    /// Another command with different content owns the id.
+    Conflict,
+}
+
+#[derive(Debug)]
+pub enum Transition {
+    Applied { outcome: Option<String> },
+    /// The leg changed under us: here is what it is now.
+    Stale { current: String },
+    /// The record is gone (expired, or Redis restarted empty).
+    Lost,
+}
+
+#[derive(Debug)]
+pub enum Rejected {
+    /// Stored as this withdrawal's terminal outcome: publish it.
+    Stored(String),
+    /// A valid command already owns the id: release nothing.
+    AlreadyClaimed,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Conn,
+    prefix: String,
+    timeout: Duration,
+    retention_secs: u64,
+}
+
+impl Store {
+    pub async fn connect(s: &RedisSettings) -> Result<Self, StoreError> {
+        let timeout = Duration::from_millis(s.timeout_ms);
+        let urls: Vec<String> = s.urls.iter().map(|u| u.expose_secret().to_owned()).collect();
+        let connecting = async {
+            if s.cluster {
+                let client = redis::cluster::ClusterClientBuilder::new(urls)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .build()?;
+                Ok::<_, redis::RedisError>(Conn::Cluster(client.get_async_connection().await?))
+            } else {
+                let client = redis::Client::open(urls[0].as_str())?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(2);
+                Ok(Conn::Single(
+                    ConnectionManager::new_with_config(client, config).await?,
+                ))
+            }
+        };
+        let conn = tokio::time::timeout(timeout * 2, connecting)
+            .await
+            .map_err(|_| StoreError::Timeout(timeout * 2))??;
+        Ok(Self {
+            conn,
+            prefix: s.key_prefix.clone(),
+            timeout,
+            retention_secs: u64::from(s.retention_days) * 86_400,
+        })
+    }
+
+    pub fn key(&self, id: &WithdrawalId) -> String {
+        format!("{}:{{{}}}", self.prefix, id.as_str())
+    }
+
+    async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> Result<Value, StoreError> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))?
+            .map_err(StoreError::from)
+    }
+
+    /// Claims the id for the command with `digest`, or returns what is already known.
+    pub async fn claim(&self, id: &WithdrawalId, digest: &str) -> Result<Claim, StoreError> {
+        let key = self.key(id);
+        let script = &*scripts::CLAIM;
+        let mut inv = script.key(&key);
+        inv.arg(digest).arg(self.retention_secs);
+        let reply: Vec<String> = strings(self.run(inv).await?)?;
+        match reply.split_first() {
+            Some((status, _)) if status == "conflict" => Ok(Claim::Conflict),
+            Some((status, fields)) if status == "owned" => Ok(Claim::Owned(parse_record(fields)?)),
+            _ => Err(StoreError::Protocol(format!("claim: {reply:?}"))),
+        }
+    }
+
+    /// Sets a leg's record if it still reads `expected` ("" for absent); with `outcome`,
+    /// also stores the terminal event unless one is stored already.
+    pub async fn transition(
+        &self,
+        id: &WithdrawalId,
+        leg: &LegId,
+        expected: &str,
+        new: &LegRecord,
+        outcome: Option<&str>,
+    ) -> Result<(Transition, String), StoreError> {
+        let key = self.key(id);
+        let new_text = serde_json::to_string(new).expect("leg records serialise");
+        let mut inv = scripts::TRANSITION.key(&key);
+        inv.arg(format!("leg:{}", leg.as_str()))
+            .arg(expected)
+            .arg(&new_text)
+            .arg(self.retention_secs)
+            .arg(outcome.unwrap_or(""));
+        let reply: Vec<String> = strings(self.run(inv).await?)?;
+        let t = match reply.as_slice() {
+            [status, outcome] if status == "applied" => Transition::Applied {
+                outcome: (!outcome.is_empty()).then(|| outcome.clone()),
+            },
+            [status, current] if status == "stale" => Transition::Stale {
+                current: current.clone(),
+            },
+            [status] if status == "lost" => Transition::Lost,
+            _ => return Err(StoreError::Protocol(format!("transition: {reply:?}"))),
+        };
+        Ok((t, new_text))
+    }
+
+    /// Stores the terminal event unless one is stored; returns the stored one.
+    pub async fn finish(&self, id: &WithdrawalId, outcome: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key(id);
+        let mut inv = scripts::FINISH.key(&key);
+        inv.arg(outcome).arg(self.retention_secs);
+        let reply: Vec<String> = strings(self.run(inv).await?)?;
+        match reply.as_slice() {
+            [status, stored] if status == "stored" => Ok(Some(stored.clone())),
+            [status] if status == "lost" => Ok(None),
+            _ => Err(StoreError::Protocol(format!("finish: {reply:?}"))),
+        }
+    }
+
+    /// Records that an authentic but invalid command ended this withdrawal, unless a
+    /// valid command already owns the id.
+    pub async fn reject(&self, id: &WithdrawalId, event: &str) -> Result<Rejected, StoreError> {
+        let key = self.key(id);
+        let mut inv = scripts::REJECT.key(&key);
+        inv.arg(event).arg(self.retention_secs);
+        let reply: Vec<String> = strings(self.run(inv).await?)?;
+        match reply.as_slice() {
+            [status, stored] if status == "stored" => Ok(Rejected::Stored(stored.clone())),
+            [status] if status == "claimed" => Ok(Rejected::AlreadyClaimed),
+            _ => Err(StoreError::Protocol(format!("reject: {reply:?}"))),
+        }
+    }
+
+    /// Round-trip check for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))??;
+        Ok(())
+    }
+}
+
+fn strings(v: Value) -> Result<Vec<String>, StoreError> {
+    redis::from_redis_value(v).map_err(|e| StoreError::Protocol(e.to_string()))
+}
+
+fn parse_record(fields: &[String]) -> Result<WithdrawalRecord, StoreError> {
+    let mut record = WithdrawalRecord::default();
+    for pair in fields.chunks(2) {
+        let [name, value] = pair else {
+            return Err(StoreError::Protocol("odd HGETALL reply".into()));
+        };
+        if let Some(leg) = name.strip_prefix("leg:") {
+            let parsed: LegRecord = serde_json::from_str(value)
+                .map_err(|e| StoreError::Protocol(format!("leg {leg} record unreadable: {e}")))?;
+            record.legs.insert(leg.to_owned(), (value.clone(), parsed));
+        } else if name == "outcome" {
+            record.outcome = Some(value.clone());
+        }
+    }
+    Ok(record)
+}

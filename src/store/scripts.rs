@@ -1,0 +1,68 @@
+//! The Lua scripts behind every state change. Each touches one key (one hash slot) and
+//! runs atomically on the server, so two workers can never interleave inside a change.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+/// KEYS[1] record; ARGV: digest, ttl.
+/// → {"owned", field, value, ...} | {"conflict"}
+pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local d = redis.call('HGET', KEYS[1], 'digest')
+if not d then
+  redis.call('HSET', KEYS[1], 'digest', ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return {'owned'}
+end
+if d ~= ARGV[1] then return {'conflict'} end
+local all = redis.call('HGETALL', KEYS[1])
+table.insert(all, 1, 'owned')
+return all
+"#,
+    )
+});
+
+/// KEYS[1] record; ARGV: field, expected ("" = absent), new, ttl, outcome ("" = none).
+/// → {"applied", stored outcome or ""} | {"stale", current} | {"lost"}
+pub static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], 'digest') == 0 then return {'lost'} end
+local cur = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if cur ~= ARGV[2] then return {'stale', cur} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[5] ~= '' then redis.call('HSETNX', KEYS[1], 'outcome', ARGV[5]) end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {'applied', redis.call('HGET', KEYS[1], 'outcome') or ''}
+"#,
+    )
+});
+
+/// KEYS[1] record; ARGV: outcome, ttl. → {"stored", outcome} | {"lost"}
+pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], 'digest') == 0 then return {'lost'} end
+redis.call('HSETNX', KEYS[1], 'outcome', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {'stored', redis.call('HGET', KEYS[1], 'outcome')}
+"#,
+    )
+});
+
+/// KEYS[1] record; ARGV: failure event, ttl. → {"stored", outcome} | {"claimed"}
+pub static REJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local d = redis.call('HGET', KEYS[1], 'digest')
+if not d then
+  redis.call('HSET', KEYS[1], 'digest', 'rejected', 'outcome', ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return {'stored', ARGV[1]}
+end
+if d == 'rejected' then return {'stored', redis.call('HGET', KEYS[1], 'outcome')} end
+return {'claimed'}
+"#,
+    )
+});

@@ -1,0 +1,84 @@
+//! Every delivery ends in exactly one of these decisions, carried out here and only here.
+//! The reliability story in one place:
+//! - `Ack` only after the outcome is stored and every event it causes is confirmed;
+//! - `Defer` re-publishes the unchanged message to a delay queue (confirmed), then acks;
+//! - `DeadLetter` publishes the unchanged message plus error headers to `payout.dead`
+//!   (confirmed), then acks;
+//! - if a re-publish fails, or for `Requeue`, the delivery is nacked back to the queue.
+//!
+//! An ack or nack that fails (or returns `false`) is logged: the broker will redeliver,
+//! which is safe because every step before it is idempotent.
+
+use super::Worker;
+use crate::broker::headers::{self, long_string};
+use crate::broker::topology::delay_queue;
+use crate::domain::Rejection;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::AMQPValue;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Ack,
+    /// Come back later through the delay queues (pending settlement, unknown outcome,
+    /// Redis unavailable).
+    Defer { reason: String },
+    /// Never processable: keep it, byte-for-byte, in the dead-letter queue.
+    DeadLetter(Rejection),
+    /// Give it back to the work queue now.
+    Requeue { reason: String },
+}
+
+impl Worker {
+    pub(crate) async fn settle(&self, delivery: &Delivery, decision: Decision) {
+        let t = &self.settings.topology;
+        let republished = match &decision {
+            Decision::Ack => Ok(()),
+            Decision::Requeue { .. } => Err("requeue requested".to_owned()),
+            Decision::DeadLetter(why) => {
+                tracing::warn!(code = why.code.as_str(), reason = %why.message, "dead-lettering command");
+                let props = headers::with_headers(
+                    &delivery.properties,
+                    &[
+                        (headers::ERROR_CODE, long_string(why.code.as_str())),
+                        (headers::ERROR_MESSAGE, long_string(&why.message)),
+                    ],
+                );
+                self.publisher
+                    .publish(&t.dead_letter, delivery.routing_key.as_str(), &delivery.data, props)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Decision::Defer { reason } => {
+                let deferrals = headers::count(&delivery.properties, headers::ATTEMPT);
+                let (queue, ms) = delay_queue(t, deferrals);
+                tracing::info!(%reason, deferrals = deferrals + 1, delay_ms = ms, "deferring command");
+                let props = headers::with_headers(
+                    &delivery.properties,
+                    &[(headers::ATTEMPT, AMQPValue::LongLongInt(i64::from(deferrals) + 1))],
+                );
+                self.publisher
+                    .publish("", &queue, &delivery.data, props)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let result = match republished {
+            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Err(why) => {
+                tracing::warn!(%why, "could not settle the delivery; returning it to the queue");
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("ack/nack was not delivered (channel closed); the broker will redeliver"),
+            Err(e) => tracing::warn!(error = %e, "ack/nack failed; the broker will redeliver"),
+        }
+    }
+}

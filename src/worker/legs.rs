@@ -1,0 +1,169 @@
+//! Paying one leg: plan it, record "sending" before the request leaves, call the
+//! channel, record the answer. A leg that may already have been sent is always queried
+//! with its idempotency key first; only "not found" allows a resend, with the same key.
+
+use super::{StepError, Worker};
+use crate::channels::{ChannelOutcome, PayoutOrder};
+use crate::domain::{Leg, Withdrawal};
+use crate::events;
+use crate::routing::{order_for, Plan, RouteTaken};
+use crate::store::{LegRecord, Transition};
+use chrono::Utc;
+
+/// A leg after this pass: its record and, if this pass stored the withdrawal's terminal
+/// event along with it, that event.
+pub(crate) struct LegPass {
+    pub record: LegRecord,
+    pub outcome: Option<String>,
+}
+
+enum Next {
+    Store(LegRecord),
+    Send(RouteTaken),
+    Query(RouteTaken),
+}
+
+/// Compare-and-set retries when another worker changes the leg at the same moment.
+const MAX_RACES: usize = 4;
+
+impl Worker {
+    pub(crate) async fn drive_leg(
+        &self,
+        w: &Withdrawal,
+        leg: &Leg,
+        prior: Option<&(String, LegRecord)>,
+    ) -> Result<LegPass, StepError> {
+        let (mut raw, mut rec) = match prior {
+            Some((raw, rec)) => (raw.clone(), Some(rec.clone())),
+            None => (String::new(), None),
+        };
+        for _ in 0..MAX_RACES {
+            let now = Utc::now();
+            let next = match &rec {
+                Some(r) if r.state.is_settled() => {
+                    return Ok(LegPass {
+                        record: r.clone(),
+                        outcome: None,
+                    })
+                }
+                Some(r) => match r.route {
+                    Some(route) => Next::Query(route),
+                    // A stored non-final leg always has a route; if not, a person looks.
+                    None => Next::Store(r.after(
+                        &ChannelOutcome::Review {
+                            reason: "leg record has no route".into(),
+                        },
+                        now,
+                    )),
+                },
+                None => match self.rules.plan(w, leg, now) {
+                    Plan::Refuse { code, reason } => {
+                        Next::Store(LegRecord::refused(leg.channel, code, &reason, now))
+                    }
+                    Plan::Pay(route) => Next::Send(route),
+                },
+            };
+            let result = match next {
+                Next::Store(record) => self.store_leg(w, leg, &raw, record).await?,
+                Next::Send(route) => self.send(w, leg, &raw, rec.as_ref(), route).await?,
+                Next::Query(route) => {
+                    let current = rec.clone().expect("query only for a stored leg");
+                    let Some(order) = order_for(w, leg, route) else {
+                        return Err(StepError::Inconsistent("stored route does not fit the leg"));
+                    };
+                    let answer = self.channels.query(&order).await;
+                    tracing::info!(leg = %leg.id, channel = %order.channel, answer = ?answer, "queried channel");
+                    if answer == ChannelOutcome::NotFound {
+                        self.send(w, leg, &raw, Some(&current), route).await?
+                    } else {
+                        self.store_leg(w, leg, &raw, current.after(&answer, Utc::now())).await?
+                    }
+                }
+            };
+            match result {
+                Ok(pass) => return Ok(pass),
+                Err((current_raw, current)) => {
+                    raw = current_raw;
+                    rec = current;
+                }
+            }
+        }
+        Err(StepError::Contended)
+    }
+
+    /// Records "sending", calls the channel, records the answer.
+    async fn send(
+        &self,
+        w: &Withdrawal,
+        leg: &Leg,
+        raw: &str,
+        prev: Option<&LegRecord>,
+        route: RouteTaken,
+    ) -> Result<Result<LegPass, (String, Option<LegRecord>)>, StepError> {
+        let Some(order) = order_for(w, leg, route) else {
+            return Err(StepError::Inconsistent("planned route does not fit the leg"));
+        };
+        let sending = LegRecord::sending(prev, route, order.channel, Utc::now());
+        let sending_raw = match self.cas(w, leg, raw, &sending, None).await? {
+            Ok((stored_raw, _)) => stored_raw,
+            Err(stale) => return Ok(Err(stale)),
+        };
+        let answer = self.pay(&order).await;
+        tracing::info!(leg = %leg.id, channel = %order.channel, route = route.as_str(),
+            sends = sending.sends, answer = ?answer, "paid through channel");
+        let after = sending.after(&answer, Utc::now());
+        self.store_leg(w, leg, &sending_raw, after).await
+    }
+
+    async fn pay(&self, order: &PayoutOrder) -> ChannelOutcome {
+        self.channels.pay(order).await
+    }
+
+    /// Stores `record`; for a one-leg withdrawal whose leg just became final, stores the
+    /// terminal event in the same script (one round trip fewer on the hot path).
+    async fn store_leg(
+        &self,
+        w: &Withdrawal,
+        leg: &Leg,
+        raw: &str,
+        record: LegRecord,
+    ) -> Result<Result<LegPass, (String, Option<LegRecord>)>, StepError> {
+        let outcome = (w.legs.len() == 1 && record.state.is_final())
+            .then(|| events::terminal(w, &[(leg, &record)], Utc::now()).body);
+        Ok(self
+            .cas(w, leg, raw, &record, outcome.as_deref())
+            .await?
+            .map(|(_, stored_outcome)| LegPass {
+                record,
+                outcome: stored_outcome,
+            }))
+    }
+
+    /// One compare-and-set. `Ok(Ok((new text, stored outcome)))` when applied,
+    /// `Ok(Err(current))` when the leg changed under us.
+    #[allow(clippy::type_complexity)]
+    async fn cas(
+        &self,
+        w: &Withdrawal,
+        leg: &Leg,
+        expected: &str,
+        record: &LegRecord,
+        outcome: Option<&str>,
+    ) -> Result<Result<(String, Option<String>), (String, Option<LegRecord>)>, StepError> {
+        let (t, new_text) = self.store.transition(&w.id, &leg.id, expected, record, outcome).await?;
+        match t {
+            Transition::Applied { outcome } => Ok(Ok((new_text, outcome))),
+            Transition::Stale { current } => {
+                let parsed = if current.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::from_str(&current).map_err(|_| {
+                        StepError::Inconsistent("leg record in Redis is unreadable")
+                    })?)
+                };
+                Ok(Err((current, parsed)))
+            }
+            Transition::Lost => Err(StepError::StateLost),
+        }
+    }
+}

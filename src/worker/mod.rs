@@ -1,0 +1,185 @@
+//! The worker: consumes `withdrawal.approved`, pays, publishes, acks.
+//!
+//! Concurrency: the broker pushes at most `prefetch` unacked deliveries, and a semaphore
+//! with as many permits travels with each spawned task, so in-flight work is bounded by
+//! the same number. Shutdown: stop consuming, wait until every permit is back (all
+//! in-flight deliveries settled), close, exit.
+
+mod decision;
+mod legs;
+mod step;
+
+pub use decision::Decision;
+
+use crate::auth::KeyRing;
+use crate::broker::{self, topology, BrokerError, PublishError, Publisher};
+use crate::channels::{ChannelSetupError, Channels};
+use crate::config::Settings;
+use crate::routing::Rules;
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+use futures_util::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("publishing: {0}")]
+    Publish(#[from] PublishError),
+    #[error("the withdrawal's record vanished from Redis mid-step")]
+    StateLost,
+    #[error("other workers kept changing the same leg")]
+    Contended,
+    #[error("inconsistent state: {0}")]
+    Inconsistent(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Channels(#[from] ChannelSetupError),
+    #[error("configuration key `auth.hmac_keys`: {0}")]
+    Keys(String),
+}
+
+/// Everything one step needs. Cheap to clone: the heavy parts are shared.
+#[derive(Clone)]
+pub struct Worker {
+    settings: Arc<Settings>,
+    keys: Arc<KeyRing>,
+    rules: Arc<Rules>,
+    store: Store,
+    channels: Channels,
+    publisher: Publisher,
+}
+
+impl Worker {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        channels: Channels,
+        publisher: Publisher,
+    ) -> Result<Self, WorkerError> {
+        let keys = KeyRing::parse(settings.auth.hmac_keys.expose_secret()).map_err(WorkerError::Keys)?;
+        Ok(Self {
+            rules: Arc::new(Rules::from_settings(&settings.rules)),
+            keys: Arc::new(keys),
+            settings,
+            store,
+            channels,
+            publisher,
+        })
+    }
+}
+
+/// Runs the worker until `shutdown`; returns once in-flight work has drained.
+pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), WorkerError> {
+    let settings = Arc::new(settings);
+    if settings.uses_dev_hmac_key() {
+        tracing::warn!("accepting commands signed with the DEVELOPMENT HMAC key: never in production");
+    }
+    let store = Store::connect(&settings.redis).await?;
+    let channels = Channels::from_settings(&settings)?;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match consume(&settings, &store, &channels, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) if shutdown.is_triggered() => {
+                tracing::warn!(error = %e, "stopped with an error during shutdown");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "broker session ended; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.wait() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// One broker session: connect, declare, consume until shutdown or the session breaks.
+async fn consume(
+    settings: &Arc<Settings>,
+    store: &Store,
+    channels: &Channels,
+    shutdown: &mut Shutdown,
+) -> Result<(), WorkerError> {
+    let conn = broker::connect(&settings.amqp, &settings.amqp.connection_name).await?;
+    let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;
+    topology::declare(publisher.channel(), &settings.topology).await?;
+    let consume_channel = conn.create_channel().await?;
+    let prefetch = settings.amqp.prefetch;
+    consume_channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let tag = format!("{}-{}", settings.amqp.connection_name, std::process::id());
+    let mut consumer = consume_channel
+        .basic_consume(
+            settings.topology.work_queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let worker = Worker::new(settings.clone(), store.clone(), channels.clone(), publisher)?;
+    let permits = Arc::new(Semaphore::new(usize::from(prefetch)));
+    tracing::info!(queue = %settings.topology.work_queue, prefetch, "consuming");
+
+    let ended: Result<(), WorkerError> = loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait() => break Ok(()),
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let delivery = tokio::select! {
+            _ = shutdown.wait() => break Ok(()),
+            d = consumer.next() => d,
+        };
+        match delivery {
+            Some(Ok(delivery)) => {
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    let decision = worker.process(&delivery.data, &delivery.properties).await;
+                    worker.settle(&delivery, decision).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(e)) => break Err(e.into()),
+            None => break Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                lapin::ChannelState::Closed,
+                "consumer cancelled by the broker".into(),
+            ))
+            .into()),
+        }
+    };
+    if shutdown.is_triggered() {
+        tracing::info!("shutting down: no new deliveries; draining in-flight work");
+        let _ = consume_channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+    }
+    // Every permit back means every spawned delivery has been settled.
+    let _all = permits
+        .acquire_many(u32::from(prefetch))
+        .await
+        .expect("the semaphore is never closed");
+    let _ = conn.close(200, "payout-worker stopping".into()).await;
+    tracing::info!("drained");
+    ended
+}

@@ -1,0 +1,168 @@
+//! The step function: one command in, one [`Decision`] out. Tests drive it directly.
+//!
+//! Order of work, and why:
+//! 1. authenticity before anything is parsed (forged input produces nothing but a dead letter);
+//! 2. parse, don't validate: past this point the command cannot hold invalid values;
+//! 3. claim the withdrawal id in Redis (a true duplicate resumes, a conflicting one is refused);
+//! 4. a stored terminal outcome is republished as is (the outbox);
+//! 5. `withdrawal.processing`, confirmed, before the first leg is touched;
+//! 6. legs, concurrently; then the terminal event is stored, published, confirmed;
+//! 7. anything unsettled is deferred through the broker, and past the cap goes to review.
+
+use super::{Decision, StepError, Worker};
+use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
+use crate::broker::headers;
+use crate::domain::command::{named_withdrawal, parse_json, parse_value};
+use crate::domain::{Leg, RejectCode, Rejection};
+use crate::events::{self, Event};
+use crate::store::{Claim, LegRecord, LegState, Rejected};
+use chrono::Utc;
+use futures_util::future::join_all;
+use lapin::BasicProperties;
+
+impl Worker {
+    /// Processes one command and says what to do with its delivery. Never panics on
+    /// input; errors from Redis or the broker become a deferral.
+    pub async fn process(&self, body: &[u8], props: &BasicProperties) -> Decision {
+        match self.try_process(body, props).await {
+            Ok(decision) => decision,
+            Err(e) => {
+                tracing::warn!(error = %e, "step failed; the command will come back later");
+                Decision::Defer {
+                    reason: e.to_string(),
+                }
+            }
+        }
+    }
+
+    async fn try_process(&self, body: &[u8], props: &BasicProperties) -> Result<Decision, StepError> {
+        let key_id = headers::text(props, KEY_ID_HEADER);
+        let signature = headers::text(props, SIGNATURE_HEADER);
+        if !self.keys.verify(key_id.as_deref(), signature.as_deref(), body) {
+            let why = match (key_id, signature) {
+                (None, _) | (_, None) => "the command is not signed (x-payout-key-id / x-payout-signature missing)",
+                _ => "the signature does not match the body under the named key",
+            };
+            return Ok(Decision::DeadLetter(Rejection::new(RejectCode::SignatureInvalid, why)));
+        }
+        let value = match parse_json(body) {
+            Ok(v) => v,
+            Err(why) => return Ok(Decision::DeadLetter(why)),
+        };
+        let w = match parse_value(value.clone(), &self.settings.rules.currencies) {
+            Ok(w) => w,
+            Err(why) => return self.reject(&value, why).await,
+        };
+        let span = tracing::info_span!("withdrawal", withdrawal_id = %w.id);
+        let _enter = span.enter();
+        drop(_enter);
+
+        let record = match self.store.claim(&w.id, &w.digest).await? {
+            Claim::Conflict => {
+                return Ok(Decision::DeadLetter(Rejection::new(
+                    RejectCode::DuplicateConflict,
+                    format!("withdrawal {} was already received with different content", w.id),
+                )))
+            }
+            Claim::Owned(record) => record,
+        };
+        if let Some(stored) = &record.outcome {
+            self.publish_stored(stored).await?;
+            return Ok(Decision::Ack);
+        }
+        if record.legs.is_empty() {
+            self.publish(&events::processing(&w, Utc::now())).await?;
+        }
+
+        let passes = join_all(
+            w.legs
+                .iter()
+                .map(|leg| self.drive_leg(&w, leg, record.legs.get(leg.id.as_str()))),
+        )
+        .await;
+        let mut legs: Vec<(&Leg, LegRecord)> = Vec::with_capacity(w.legs.len());
+        let mut stored_outcome = None;
+        for (leg, pass) in w.legs.iter().zip(passes) {
+            let pass = pass?;
+            stored_outcome = stored_outcome.or(pass.outcome);
+            legs.push((leg, pass.record));
+        }
+        let view: Vec<(&Leg, &LegRecord)> = legs.iter().map(|(l, r)| (*l, r)).collect();
+
+        if legs.iter().all(|(_, r)| r.state.is_final()) {
+            let stored = match stored_outcome {
+                Some(s) => s,
+                None => self
+                    .store
+                    .finish(&w.id, &events::terminal(&w, &view, Utc::now()).body)
+                    .await?
+                    .ok_or(StepError::StateLost)?,
+            };
+            self.publish_stored(&stored).await?;
+            tracing::info!(withdrawal_id = %w.id, "withdrawal complete");
+            return Ok(Decision::Ack);
+        }
+        if legs.iter().all(|(_, r)| r.state.is_settled()) {
+            let reason = legs
+                .iter()
+                .find(|(_, r)| r.state == LegState::Review)
+                .and_then(|(_, r)| r.reason.clone())
+                .unwrap_or_else(|| "a leg needs a person".into());
+            self.publish(&events::review(&w, &view, &reason, Utc::now())).await?;
+            return Ok(Decision::Ack);
+        }
+        let deferrals = headers::count(props, headers::ATTEMPT);
+        if deferrals + 1 >= self.settings.retry.max_deferrals {
+            let reason = format!(
+                "outcome still unresolved after {} checks; funds stay frozen",
+                deferrals + 1
+            );
+            self.publish(&events::review(&w, &view, &reason, Utc::now())).await?;
+            return Ok(Decision::Ack);
+        }
+        Ok(Decision::Defer {
+            reason: format!("withdrawal {} has legs still settling", w.id),
+        })
+    }
+
+    /// An authentic command that cannot be processed: release its funds with a
+    /// `withdrawal.failed` unless a valid command already owns the id (then money may
+    /// be moving, and nothing is released).
+    async fn reject(&self, value: &serde_json::Value, why: Rejection) -> Result<Decision, StepError> {
+        if let Some(id) = named_withdrawal(value) {
+            let event = events::rejected(value, &id, &why, Utc::now());
+            match self.store.reject(&id, &event.body).await? {
+                Rejected::Stored(stored) => self.publish_stored(&stored).await?,
+                Rejected::AlreadyClaimed => tracing::warn!(
+                    withdrawal_id = %id,
+                    "an invalid command names a withdrawal already being paid; releasing nothing"
+                ),
+            }
+        }
+        Ok(Decision::DeadLetter(why))
+    }
+
+    async fn publish_stored(&self, stored: &str) -> Result<(), StepError> {
+        let event = Event::from_stored(stored)
+            .ok_or(StepError::Inconsistent("stored outcome is not an event"))?;
+        self.publish(&event).await
+    }
+
+    pub(crate) async fn publish(&self, event: &Event) -> Result<(), StepError> {
+        let props = BasicProperties::default()
+            .with_content_type(events::CONTENT_TYPE.into())
+            .with_delivery_mode(2)
+            .with_message_id(event.id.as_str().into())
+            .with_type(event.kind.as_str().into());
+        self.publisher
+            .publish(
+                &self.settings.topology.events_exchange,
+                &event.kind,
+                event.body.as_bytes(),
+                props,
+            )
+            .await?;
+        tracing::info!(event = %event.kind, id = %event.id, "event published");
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+//! Test harness: each `TestApp` gets its own exchanges, queues, Redis key prefix and a
+//! simulator on a free port, so tests run in parallel against the real RabbitMQ and
+//! Redis and never see what another test (or an earlier run) left behind.
+#![allow(dead_code)]
+
+use futures_util::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use payout_worker::broker::{self, topology, Publisher};
+use payout_worker::config::Settings;
+use payout_worker::shutdown::{self, ShutdownTrigger};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Long enough for a slow CI machine, short enough that a hang fails the test.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn unique(name: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{name}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+pub struct Message {
+    pub body: Vec<u8>,
+    pub props: BasicProperties,
+}
+
+impl Message {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("event bodies are JSON")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        payout_worker::broker::headers::text(&self.props, name)
+    }
+}
+
+pub struct TestApp {
+    pub settings: Settings,
+    pub sim_url: String,
+    pub conn: Connection,
+    pub channel: Channel,
+    pub publisher: Publisher,
+    pub events: mpsc::UnboundedReceiver<Message>,
+    pub dead: mpsc::UnboundedReceiver<Message>,
+    sim_stop: ShutdownTrigger,
+    workers: Vec<(ShutdownTrigger, JoinHandle<()>)>,
+    events_queue: String,
+}
+
+pub struct Options {
+    pub sim_latency_ms: u64,
+    pub settle_ms: u64,
+    pub prefetch: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sim_latency_ms: 0,
+            settle_ms: 200,
+            prefetch: 32,
+        }
+    }
+}
+
+/// Settings with every broker name and the Redis prefix made unique.
+pub fn isolated_settings(tag: &str) -> Settings {
+    let id = unique(tag);
+    let mut s = Settings::defaults();
+    let t = &mut s.topology;
+    t.commands_exchange = format!("test.{id}.commands");
+    t.work_queue = format!("test.{id}.approved");
+    t.events_exchange = format!("test.{id}.events");
+    t.dead_letter = format!("test.{id}.dead");
+    t.events_audit_queue = String::new();
+    t.delay_prefix = format!("test.{id}.delay");
+    t.delay_tiers_ms = vec![100, 300, 600];
+    s.redis.key_prefix = format!("test:{id}");
+    s.amqp.connection_name = format!("test-{id}");
+    s.retry.max_deferrals = 200;
+    s
+}
+
+async fn consume_into(channel: &Channel, queue: &str) -> mpsc::UnboundedReceiver<Message> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = consumer.next().await {
+            let _ = tx.send(Message {
+                body: d.data,
+                props: d.properties,
+            });
+        }
+    });
+    rx
+}
+
+impl TestApp {
+    pub async fn spawn(tag: &str, opts: Options) -> Self {
+        let mut settings = isolated_settings(tag);
+        settings.amqp.prefetch = opts.prefetch;
+        settings.sim.latency_ms = opts.sim_latency_ms;
+        settings.sim.settle_ms = opts.settle_ms;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sim_url = format!("http://{addr}");
+        settings.sim.listen = addr.to_string();
+        settings.channels.alipay.gateway_url = format!("{sim_url}/gateway.do");
+        let (sim_stop, mut sim_shutdown) = shutdown::channel();
+        let sim_opts = payout_worker::sim::SimOptions::from_settings(&settings.sim).unwrap();
+        tokio::spawn(payout_worker::sim::serve(sim_opts, listener, async move {
+            sim_shutdown.wait().await
+        }));
+
+        let conn = broker::connect(&settings.amqp, &format!("{}-harness", settings.amqp.connection_name))
+            .await
+            .expect("RabbitMQ must be running on 127.0.0.1:5672");
+        let publisher = Publisher::open(&conn, Duration::from_secs(30)).await.unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        topology::declare(&channel, &settings.topology).await.unwrap();
+        let events_queue = format!("{}.events-tap", settings.topology.events_exchange);
+        channel
+            .queue_declare(events_queue.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                events_queue.as_str().into(),
+                settings.topology.events_exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let events = consume_into(&channel, &events_queue).await;
+        let dead = consume_into(&channel, &settings.topology.dead_letter).await;
+        Self {
+            settings,
+            sim_url,
+            conn,
+            channel,
+            publisher,
+            events,
+            dead,
+            sim_stop,
+            workers: Vec::new(),
+            events_queue,
+        }
+    }
+
+    /// Starts a worker in this process (its own broker connection).
+    pub fn start_worker(&mut self) {
+        let (trigger, shutdown) = shutdown::channel();
+        let settings = self.settings.clone();
+        let handle = tokio::spawn(async move {
+            payout_worker::run(settings, shutdown).await.expect("worker ran");
+        });
+        self.workers.push((trigger, handle));
+    }
+
+    pub async fn stop_workers(&mut self) {
+        for (trigger, handle) in self.workers.drain(..) {
+            trigger.trigger();
+            handle.await.unwrap();
+        }
+    }
+
+    pub async fn publish_signed(&self, body: &[u8]) {
+        payout_worker::cli::publish_command(&self.settings, &self.publisher, "dev", body)
+            .await
+            .unwrap();
+    }
+
+    pub async fn publish_raw(&self, body: &[u8], headers: FieldTable) {
+        self.publisher
+            .publish(
+                &self.settings.topology.commands_exchange,
+                topology::APPROVED_ROUTING_KEY,
+                body,
+                BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn next_event(&mut self) -> Message {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an event within the wait")
+            .expect("event stream open")
+    }
+
+    /// Reads events until `n` terminal (succeeded/failed) ones arrived; returns them all.
+    pub async fn terminal_events(&mut self, n: usize) -> (Vec<Value>, Vec<Value>) {
+        let (mut terminal, mut other) = (Vec::new(), Vec::new());
+        while terminal.len() < n {
+            let e = self.next_event().await.json();
+            match e["type"].as_str() {
+                Some("withdrawal.succeeded" | "withdrawal.failed") => terminal.push(e),
+                _ => other.push(e),
+            }
+        }
+        (terminal, other)
+    }
+
+    pub async fn next_dead(&mut self) -> Message {
+        tokio::time::timeout(WAIT, self.dead.recv())
+            .await
+            .expect("a dead letter within the wait")
+            .expect("dead stream open")
+    }
+
+    pub async fn ledger(&self) -> Vec<Value> {
+        reqwest::get(format!("{}/sim/ledger", self.sim_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Stops everything and deletes this test's broker objects and Redis keys.
+    pub async fn teardown(mut self) {
+        self.stop_workers().await;
+        self.sim_stop.trigger();
+        let t = &self.settings.topology;
+        let mut queues = vec![t.work_queue.clone(), t.dead_letter.clone(), self.events_queue.clone()];
+        for i in 0..t.delay_tiers_ms.len() as u32 {
+            queues.push(topology::delay_queue(t, i).0);
+        }
+        for q in queues {
+            let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for x in [&t.commands_exchange, &t.events_exchange, &t.dead_letter] {
+            let _ = self.channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+        }
+        let _ = self.conn.close(200, "test done".into()).await;
+        if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}:*", self.settings.redis.key_prefix))
+                    .query_async(&mut c)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
+                }
+            }
+        }
+    }
+}
+
+/// A withdrawal with the given legs (amount = their sum).
+pub fn withdrawal(id: &str, legs: Vec<Value>) -> Vec<u8> {
+    let total: rust_decimal::Decimal = legs
+        .iter()
+        .map(|l| l["amount"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    json!({
+        "type": "withdrawal.approved", "version": 1, "withdrawal_id": id, "account_id": "acct-42",
+        "verified_name": "Zhang San", "currency": "CNY", "amount": format!("{total:.2}"),
+        "approved_at": chrono::Utc::now().to_rfc3339(), "legs": legs,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+pub fn refund_leg(leg_id: &str, amount: &str, channel_txn_id: &str) -> Value {
+    json!({"leg_id": leg_id, "amount": amount, "route": "original", "channel": "alipay",
+           "source": {"topup_id": format!("tp-{leg_id}"), "channel_txn_id": channel_txn_id,
+                      "paid_at": (chrono::Utc::now() - chrono::Duration::days(20)).to_rfc3339()}})
+}
+
+pub fn transfer_leg(leg_id: &str, amount: &str, account: &str) -> Value {
+    json!({"leg_id": leg_id, "amount": amount, "route": "designated", "channel": "alipay",
+           "payee": {"kind": "alipay", "name": "Zhang San", "account_no": account}})
+}
+
+/// `moves` per ledger key.
+pub fn moves(ledger: &[Value]) -> std::collections::HashMap<String, u64> {
+    ledger
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap().to_owned(), e["moves"].as_u64().unwrap()))
+        .collect()
+}
