@@ -92,7 +92,10 @@ mod tests {
         let ring = KeyRing::parse("dev:dev-secret-do-not-use-in-production").unwrap();
         assert_eq!(
             ring.sign("dev", b"hello").unwrap(),
-            format!("v1={}", include_str!("../tests/fixtures/hmac_hello.hex").trim())
+            format!(
+                "v1={}",
+                include_str!("../tests/fixtures/hmac_hello.hex").trim()
+            )
         );
     }
 

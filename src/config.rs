@@ -146,7 +146,8 @@ impl Settings {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if with_env {
-            builder = builder.add_source(config::File::with_name("config/default.toml").required(false));
+            builder =
+                builder.add_source(config::File::with_name("config/default.toml").required(false));
         }
         if let Some(path) = extra_file {
             builder = builder.add_source(config::File::from(path).required(true));
@@ -185,17 +186,29 @@ impl Settings {
         for u in &self.redis.urls {
             let u = u.expose_secret();
             if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
-                return Err(invalid("redis.urls", "each must start with redis:// or rediss://"));
+                return Err(invalid(
+                    "redis.urls",
+                    "each must start with redis:// or rediss://",
+                ));
             }
         }
         if !self.redis.cluster && self.redis.urls.len() != 1 {
-            return Err(invalid("redis.urls", "several URLs need redis.cluster = true"));
+            return Err(invalid(
+                "redis.urls",
+                "several URLs need redis.cluster = true",
+            ));
         }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
-            return Err(invalid("redis.key_prefix", "must be non-empty and without braces"));
+            return Err(invalid(
+                "redis.key_prefix",
+                "must be non-empty and without braces",
+            ));
         }
         if self.topology.delay_tiers_ms.is_empty() || self.topology.delay_tiers_ms.contains(&0) {
-            return Err(invalid("topology.delay_tiers_ms", "needs at least one tier, each > 0"));
+            return Err(invalid(
+                "topology.delay_tiers_ms",
+                "needs at least one tier, each > 0",
+            ));
         }
         if self.topology.delivery_limit == 0 {
             return Err(invalid("topology.delivery_limit", "must be at least 1"));
@@ -248,10 +261,18 @@ mod tests {
     fn validation_names_the_bad_key() {
         let mut s = Settings::defaults();
         s.amqp.prefetch = 0;
-        assert!(s.validate().unwrap_err().to_string().contains("`amqp.prefetch`"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`amqp.prefetch`"));
         let mut s = Settings::defaults();
         s.auth.hmac_keys = SecretString::from("no-colon");
-        assert!(s.validate().unwrap_err().to_string().contains("`auth.hmac_keys`"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`auth.hmac_keys`"));
     }
 
     #[test]

@@ -117,7 +117,11 @@ pub fn terminal(w: &Withdrawal, legs: &[(&Leg, &LegRecord)], now: DateTime<Utc>)
             .sum()
     };
     let unfreeze = w.amount.decimal() - sum(LegState::Succeeded);
-    let kind = if unfreeze.is_zero() { SUCCEEDED } else { FAILED };
+    let kind = if unfreeze.is_zero() {
+        SUCCEEDED
+    } else {
+        FAILED
+    };
     let mut data = json!({
         "withdrawal_id": w.id, "account_id": w.account_id, "currency": w.currency,
         "amount": w.amount,
@@ -131,7 +135,12 @@ pub fn terminal(w: &Withdrawal, legs: &[(&Leg, &LegRecord)], now: DateTime<Utc>)
 }
 
 /// `withdrawal.review_required`: funds stay frozen until a person decides.
-pub fn review(w: &Withdrawal, legs: &[(&Leg, &LegRecord)], reason: &str, now: DateTime<Utc>) -> Event {
+pub fn review(
+    w: &Withdrawal,
+    legs: &[(&Leg, &LegRecord)],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Event {
     Event::new(
         REVIEW_REQUIRED,
         &w.id,
@@ -189,7 +198,12 @@ mod tests {
     }
 
     fn rec(state: LegState) -> LegRecord {
-        let mut r = LegRecord::sending(None, RouteTaken::Designated, ChannelKind::Alipay, Utc::now());
+        let mut r = LegRecord::sending(
+            None,
+            RouteTaken::Designated,
+            ChannelKind::Alipay,
+            Utc::now(),
+        );
         r.state = state;
         r.reference = Some("T".into());
         r.code = Some("PAYEE_NOT_EXIST".into());
@@ -227,7 +241,12 @@ mod tests {
     fn rejected_releases_everything() {
         let cmd = serde_json::json!({"withdrawal_id": "wd-x", "amount": "12.345"});
         let why = Rejection::new(RejectCode::InvalidAmount, "too precise");
-        let e = rejected(&cmd, &WithdrawalId::parse("wd-x").unwrap(), &why, Utc::now());
+        let e = rejected(
+            &cmd,
+            &WithdrawalId::parse("wd-x").unwrap(),
+            &why,
+            Utc::now(),
+        );
         let v: Value = serde_json::from_str(&e.body).unwrap();
         assert_eq!(v["type"], FAILED);
         assert_eq!(v["data"]["unfreeze_all"], true);

@@ -178,8 +178,15 @@ mod tests {
         Rules::from_settings(&Settings::defaults().rules)
     }
 
-    fn withdrawal(channel: &str, paid_at: &str, bank: Option<&str>, fallback: bool, name: &str) -> Withdrawal {
-        let mut source = json!({"topup_id": "tp-1", "channel_txn_id": "2026031522001456", "paid_at": paid_at});
+    fn withdrawal(
+        channel: &str,
+        paid_at: &str,
+        bank: Option<&str>,
+        fallback: bool,
+        name: &str,
+    ) -> Withdrawal {
+        let mut source =
+            json!({"topup_id": "tp-1", "channel_txn_id": "2026031522001456", "paid_at": paid_at});
         if let Some(b) = bank {
             source["bank"] = json!(b);
         }
@@ -201,8 +208,14 @@ mod tests {
     fn alipay_window_is_eleven_calendar_months() {
         let w = withdrawal("alipay", "2026-01-15T10:00:00Z", None, true, "Zhang San");
         let r = rules();
-        assert_eq!(r.plan(&w, &w.legs[0], at("2026-12-15T09:59:59Z")), Plan::Pay(RouteTaken::Original));
-        assert_eq!(r.plan(&w, &w.legs[0], at("2026-12-15T10:00:00Z")), Plan::Pay(RouteTaken::Fallback));
+        assert_eq!(
+            r.plan(&w, &w.legs[0], at("2026-12-15T09:59:59Z")),
+            Plan::Pay(RouteTaken::Original)
+        );
+        assert_eq!(
+            r.plan(&w, &w.legs[0], at("2026-12-15T10:00:00Z")),
+            Plan::Pay(RouteTaken::Fallback)
+        );
     }
 
     #[test]
@@ -229,18 +242,39 @@ mod tests {
     fn bank_windows_by_bank() {
         let r = rules();
         let paid = at("2026-01-01T00:00:00Z");
-        assert_eq!(r.deadline(ChannelKind::Bank, Some("ICBC"), paid), Some(at("2026-01-31T00:00:00Z")));
-        assert_eq!(r.deadline(ChannelKind::Bank, Some("china merchants bank"), paid), Some(at("2026-04-01T00:00:00Z")));
-        assert_eq!(r.deadline(ChannelKind::Bank, Some("Some Other Bank"), paid), Some(at("2026-06-30T00:00:00Z")));
+        assert_eq!(
+            r.deadline(ChannelKind::Bank, Some("ICBC"), paid),
+            Some(at("2026-01-31T00:00:00Z"))
+        );
+        assert_eq!(
+            r.deadline(ChannelKind::Bank, Some("china merchants bank"), paid),
+            Some(at("2026-04-01T00:00:00Z"))
+        );
+        assert_eq!(
+            r.deadline(ChannelKind::Bank, Some("Some Other Bank"), paid),
+            Some(at("2026-06-30T00:00:00Z"))
+        );
     }
 
     #[test]
     fn expired_without_fallback_and_name_mismatch_refuse() {
         let r = rules();
         let w = withdrawal("alipay", "2020-01-01T00:00:00Z", None, false, "Zhang San");
-        assert!(matches!(r.plan(&w, &w.legs[0], Utc::now()), Plan::Refuse { code: "original_route_expired", .. }));
+        assert!(matches!(
+            r.plan(&w, &w.legs[0], Utc::now()),
+            Plan::Refuse {
+                code: "original_route_expired",
+                ..
+            }
+        ));
         let w = withdrawal("alipay", "2020-01-01T00:00:00Z", None, true, "Li Si");
-        assert!(matches!(r.plan(&w, &w.legs[0], Utc::now()), Plan::Refuse { code: "payee_name_mismatch", .. }));
+        assert!(matches!(
+            r.plan(&w, &w.legs[0], Utc::now()),
+            Plan::Refuse {
+                code: "payee_name_mismatch",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -57,10 +57,19 @@ mod tests {
     fn round_trip_and_tolerance() {
         let p = BasicProperties::default().with_content_type("application/json".into());
         assert_eq!(count(&p, ATTEMPT), 0);
-        let p = with_headers(&p, &[(ATTEMPT, AMQPValue::LongLongInt(3)), (ERROR_CODE, long_string("x"))]);
+        let p = with_headers(
+            &p,
+            &[
+                (ATTEMPT, AMQPValue::LongLongInt(3)),
+                (ERROR_CODE, long_string("x")),
+            ],
+        );
         assert_eq!(count(&p, ATTEMPT), 3);
         assert_eq!(text(&p, ERROR_CODE).as_deref(), Some("x"));
-        assert_eq!(p.content_type().as_ref().map(|c| c.as_str()), Some("application/json"));
+        assert_eq!(
+            p.content_type().as_ref().map(|c| c.as_str()),
+            Some("application/json")
+        );
         let p = with_headers(&p, &[(ATTEMPT, AMQPValue::LongLongInt(-5))]);
         assert_eq!(count(&p, ATTEMPT), 0);
     }

@@ -46,8 +46,17 @@ mod tests {
 
     #[test]
     fn heartbeat_is_added_once() {
-        assert_eq!(url_with_heartbeat("amqp://h/%2f", 30), "amqp://h/%2f?heartbeat=30");
-        assert_eq!(url_with_heartbeat("amqp://h/v?x=1", 5), "amqp://h/v?x=1&heartbeat=5");
-        assert_eq!(url_with_heartbeat("amqp://h/v?heartbeat=9", 5), "amqp://h/v?heartbeat=9");
+        assert_eq!(
+            url_with_heartbeat("amqp://h/%2f", 30),
+            "amqp://h/%2f?heartbeat=30"
+        );
+        assert_eq!(
+            url_with_heartbeat("amqp://h/v?x=1", 5),
+            "amqp://h/v?x=1&heartbeat=5"
+        );
+        assert_eq!(
+            url_with_heartbeat("amqp://h/v?heartbeat=9", 5),
+            "amqp://h/v?heartbeat=9"
+        );
     }
 }

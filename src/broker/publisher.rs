@@ -28,7 +28,9 @@ pub struct Publisher {
 impl Publisher {
     pub async fn open(conn: &Connection, confirm_timeout: Duration) -> Result<Self, PublishError> {
         let channel = conn.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         Ok(Self {
             channel,
             confirm_timeout,

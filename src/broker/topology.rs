@@ -79,7 +79,10 @@ pub async fn declare(ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
         durable(),
         table(&[
             ("x-queue-type", s("quorum")),
-            ("x-delivery-limit", AMQPValue::LongInt(t.delivery_limit as i32)),
+            (
+                "x-delivery-limit",
+                AMQPValue::LongInt(t.delivery_limit as i32),
+            ),
             ("x-dead-letter-exchange", s(&t.dead_letter)),
             // at-least-once dead-lettering needs reject-publish overflow.
             ("x-dead-letter-strategy", s("at-least-once")),
@@ -119,7 +122,10 @@ pub async fn declare(ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
             durable(),
             table(&[
                 ("x-queue-type", s("quorum")),
-                ("x-max-length", AMQPValue::LongLongInt(t.events_audit_max_length.into())),
+                (
+                    "x-max-length",
+                    AMQPValue::LongLongInt(t.events_audit_max_length.into()),
+                ),
                 ("x-overflow", s("drop-head")),
             ]),
         )

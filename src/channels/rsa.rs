@@ -78,12 +78,9 @@ impl RsaVerifier {
         let Ok(sig) = BASE64.decode(signature_b64.trim()) else {
             return false;
         };
-        UnparsedPublicKey::new(
-            &signature::RSA_PKCS1_2048_8192_SHA256,
-            &self.rsa_public_key,
-        )
-        .verify(message, &sig)
-        .is_ok()
+        UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &self.rsa_public_key)
+            .verify(message, &sig)
+            .is_ok()
     }
 }
 
@@ -132,7 +129,9 @@ fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
         (len, &rest[n..])
     };
     (rest.len() >= len).then(|| rest.split_at(len))

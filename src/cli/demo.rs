@@ -150,8 +150,14 @@ pub fn sample(run_id: &str, n: u64) -> Vec<u8> {
                "payee": {"kind": "alipay", "name": "Zhang San", "account_no": account}})
     };
     let (amount, legs) = match n % 5 {
-        0 => ("120.00", vec![refund("1", "120.00", &format!("2026{n:012}7"))]),
-        1 => ("58.30", vec![transfer("1", "58.30", "zhangsan@example.com")]),
+        0 => (
+            "120.00",
+            vec![refund("1", "120.00", &format!("2026{n:012}7"))],
+        ),
+        1 => (
+            "58.30",
+            vec![transfer("1", "58.30", "zhangsan@example.com")],
+        ),
         2 => ("99.99", vec![refund("1", "99.99", "20260315220014560000")]),
         3 => (
             "300.00",

@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "payout-worker", version, about = "Pays approved balance withdrawals, exactly once.")]
+#[command(
+    name = "payout-worker",
+    version,
+    about = "Pays approved balance withdrawals, exactly once."
+)]
 pub struct Cli {
     /// An extra TOML file layered over config/default.toml (environment variables still win).
     #[arg(long, global = true, env = "PAYOUT_CONFIG")]
@@ -118,7 +122,11 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             let conn = broker::connect(&settings.amqp, "payout-worker-publish").await?;
             let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;
             publish_command(&settings, &publisher, &key_id, &body).await?;
-            println!("published {} ({} bytes) signed with key {key_id:?}", file.display(), body.len());
+            println!(
+                "published {} ({} bytes) signed with key {key_id:?}",
+                file.display(),
+                body.len()
+            );
             let _ = conn.close(200, "done".into()).await;
             Ok(())
         }
@@ -141,7 +149,12 @@ pub async fn run_sim(
     let opts = crate::sim::SimOptions::from_settings(&settings.sim).map_err(CliError::Other)?;
     let listener = tokio::net::TcpListener::bind(&settings.sim.listen)
         .await
-        .map_err(|e| CliError::Other(format!("sim: cannot listen on {}: {e}", settings.sim.listen)))?;
+        .map_err(|e| {
+            CliError::Other(format!(
+                "sim: cannot listen on {}: {e}",
+                settings.sim.listen
+            ))
+        })?;
     tracing::info!(listen = %settings.sim.listen, "channel simulator listening");
     crate::sim::serve(opts, listener, stop)
         .await

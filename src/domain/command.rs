@@ -135,9 +135,8 @@ fn schema(msg: impl Into<String>) -> Rejection {
 }
 
 fn money(field: &str, s: &str) -> Result<Money, Rejection> {
-    Money::parse(s).map_err(|e: MoneyError| {
-        Rejection::new(RejectCode::InvalidAmount, format!("{field}: {e}"))
-    })
+    Money::parse(s)
+        .map_err(|e: MoneyError| Rejection::new(RejectCode::InvalidAmount, format!("{field}: {e}")))
 }
 
 fn timestamp(field: &str, s: &str) -> Result<DateTime<Utc>, Rejection> {
@@ -186,21 +185,25 @@ pub fn parse_command(body: &[u8], currencies: &[String]) -> Result<Withdrawal, R
     parse_value(parse_json(body)?, currencies)
 }
 
-pub fn parse_value(value: serde_json::Value, currencies: &[String]) -> Result<Withdrawal, Rejection> {
+pub fn parse_value(
+    value: serde_json::Value,
+    currencies: &[String],
+) -> Result<Withdrawal, Rejection> {
     match value.get("version") {
         Some(v) if v.as_u64() == Some(SUPPORTED_VERSION) => {}
         Some(v) => {
             return Err(Rejection::new(
                 RejectCode::UnsupportedVersion,
-                format!("version {v} is not supported; this worker speaks version {SUPPORTED_VERSION}"),
+                format!(
+                    "version {v} is not supported; this worker speaks version {SUPPORTED_VERSION}"
+                ),
             ))
         }
         None => return Err(schema("missing field `version`")),
     }
     // serde_json's map keeps keys sorted, so this text is canonical for the content.
     let digest = hex::encode(Sha256::digest(value.to_string().as_bytes()));
-    let wire: WireCommand =
-        serde_json::from_value(value).map_err(|e| schema(e.to_string()))?;
+    let wire: WireCommand = serde_json::from_value(value).map_err(|e| schema(e.to_string()))?;
     if wire.kind != COMMAND_TYPE {
         return Err(schema(format!(
             "type is {:?}, expected {COMMAND_TYPE:?}",
@@ -232,7 +235,10 @@ pub fn parse_value(value: serde_json::Value, currencies: &[String]) -> Result<Wi
     for (i, wl) in wire.legs.into_iter().enumerate() {
         let leg = parse_leg(i, wl)?;
         if !seen.insert(leg.id.clone()) {
-            return Err(schema(format!("leg_id {:?} appears twice", leg.id.as_str())));
+            return Err(schema(format!(
+                "leg_id {:?} appears twice",
+                leg.id.as_str()
+            )));
         }
         legs.push(leg);
     }
@@ -270,16 +276,22 @@ fn parse_leg(i: usize, wl: WireLeg) -> Result<Leg, Rejection> {
     let route = match wl.route.as_str() {
         "original" => {
             if wl.payee.is_some() {
-                return Err(schema(format!("{} is only for designated legs", at("payee"))));
+                return Err(schema(format!(
+                    "{} is only for designated legs",
+                    at("payee")
+                )));
             }
-            let ws = wl
-                .source
-                .ok_or_else(|| schema(format!("{} is required for route original", at("source"))))?;
+            let ws = wl.source.ok_or_else(|| {
+                schema(format!("{} is required for route original", at("source")))
+            })?;
             let source = Source {
                 topup_id: text(&at("source.topup_id"), &ws.topup_id, 64)?,
                 channel_txn_id: text(&at("source.channel_txn_id"), &ws.channel_txn_id, 64)?,
                 paid_at: timestamp(&at("source.paid_at"), &ws.paid_at)?,
-                bank: ws.bank.map(|b| text(&at("source.bank"), &b, 64)).transpose()?,
+                bank: ws
+                    .bank
+                    .map(|b| text(&at("source.bank"), &b, 64))
+                    .transpose()?,
             };
             if channel == ChannelKind::Bank && source.bank.is_none() {
                 return Err(schema(format!(
@@ -295,7 +307,10 @@ fn parse_leg(i: usize, wl: WireLeg) -> Result<Leg, Rejection> {
                 .as_ref()
                 .is_some_and(|p| p.kind != PayeeKind::BankCard)
             {
-                return Err(schema(format!("{} must be a bank_card", at("fallback_payee"))));
+                return Err(schema(format!(
+                    "{} must be a bank_card",
+                    at("fallback_payee")
+                )));
             }
             Route::Original {
                 source,
@@ -311,8 +326,9 @@ fn parse_leg(i: usize, wl: WireLeg) -> Result<Leg, Rejection> {
             }
             let payee = parse_payee(
                 &at("payee"),
-                wl.payee
-                    .ok_or_else(|| schema(format!("{} is required for route designated", at("payee"))))?,
+                wl.payee.ok_or_else(|| {
+                    schema(format!("{} is required for route designated", at("payee")))
+                })?,
             )?;
             let fits = matches!(
                 (payee.kind, channel),
@@ -353,13 +369,24 @@ fn parse_payee(field: &str, wp: WirePayee) -> Result<Payee, Rejection> {
     };
     let name = PersonName::parse(&wp.name)
         .ok_or_else(|| schema(format!("{field}.name must be a non-empty printable name")))?;
-    let account_no = AccountNo::parse(&wp.account_no)
-        .ok_or_else(|| schema(format!("{field}.account_no must be 4–64 characters without spaces")))?;
-    let bank_name = wp.bank_name.map(|b| text(&format!("{field}.bank_name"), &b, 64)).transpose()?;
+    let account_no = AccountNo::parse(&wp.account_no).ok_or_else(|| {
+        schema(format!(
+            "{field}.account_no must be 4–64 characters without spaces"
+        ))
+    })?;
+    let bank_name = wp
+        .bank_name
+        .map(|b| text(&format!("{field}.bank_name"), &b, 64))
+        .transpose()?;
     if kind == PayeeKind::BankCard && bank_name.is_none() {
-        return Err(schema(format!("{field}.bank_name is required for a bank_card")));
+        return Err(schema(format!(
+            "{field}.bank_name is required for a bank_card"
+        )));
     }
-    let branch = wp.branch.map(|b| text(&format!("{field}.branch"), &b, 128)).transpose()?;
+    let branch = wp
+        .branch
+        .map(|b| text(&format!("{field}.branch"), &b, 128))
+        .transpose()?;
     Ok(Payee {
         kind,
         name,
@@ -396,7 +423,9 @@ mod tests {
     }
 
     fn code_of(v: serde_json::Value) -> RejectCode {
-        parse_command(v.to_string().as_bytes(), &cny()).unwrap_err().code
+        parse_command(v.to_string().as_bytes(), &cny())
+            .unwrap_err()
+            .code
     }
 
     #[test]
@@ -404,7 +433,13 @@ mod tests {
         let w = parse_command(contract_example().to_string().as_bytes(), &cny()).unwrap();
         assert_eq!(w.id.as_str(), "wd-20261120-000123");
         assert_eq!(w.legs.len(), 2);
-        assert!(matches!(w.legs[0].route, Route::Original { fallback_payee: Some(_), .. }));
+        assert!(matches!(
+            w.legs[0].route,
+            Route::Original {
+                fallback_payee: Some(_),
+                ..
+            }
+        ));
         assert!(matches!(w.legs[1].route, Route::Designated { .. }));
         assert_eq!(w.amount.to_yuan_string(), "1500.00");
     }
@@ -427,7 +462,10 @@ mod tests {
             parse_command(b"not json", &cny()).unwrap_err().code,
             RejectCode::MalformedJson
         );
-        assert_eq!(parse_command(b"[1]", &cny()).unwrap_err().code, RejectCode::MalformedJson);
+        assert_eq!(
+            parse_command(b"[1]", &cny()).unwrap_err().code,
+            RejectCode::MalformedJson
+        );
         let mut v = contract_example();
         v["version"] = json!(2);
         assert_eq!(code_of(v), RejectCode::UnsupportedVersion);

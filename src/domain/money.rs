@@ -111,7 +111,9 @@ mod tests {
 
     #[test]
     fn rejects_what_the_contract_forbids() {
-        for bad in ["", ".5", "5.", "-1.00", "+1", "1e3", " 1", "1,00", "NaN", "1.2.3"] {
+        for bad in [
+            "", ".5", "5.", "-1.00", "+1", "1e3", " 1", "1,00", "NaN", "1.2.3",
+        ] {
             assert!(
                 matches!(Money::parse(bad), Err(MoneyError::NotDecimal(_))),
                 "{bad}"
@@ -121,7 +123,10 @@ mod tests {
             Money::parse("10.005"),
             Err(MoneyError::TooPrecise(_))
         ));
-        assert!(matches!(Money::parse("0.00"), Err(MoneyError::NotPositive(_))));
+        assert!(matches!(
+            Money::parse("0.00"),
+            Err(MoneyError::NotPositive(_))
+        ));
         assert!(matches!(
             Money::parse("1234567890123456"),
             Err(MoneyError::TooLarge(_))

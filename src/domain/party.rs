@@ -52,9 +52,8 @@ pub struct PersonName(String);
 
 impl PersonName {
     pub fn parse(s: &str) -> Option<Self> {
-        let ok = !s.trim().is_empty()
-            && s.chars().count() <= 128
-            && s.chars().all(|c| !c.is_control());
+        let ok =
+            !s.trim().is_empty() && s.chars().count() <= 128 && s.chars().all(|c| !c.is_control());
         ok.then(|| Self(s.to_owned()))
     }
 

@@ -9,6 +9,7 @@
 //! in, so settlement can be tested without sleeping.
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -54,7 +55,7 @@ pub struct Entry {
     /// Which operation created the key (e.g. "refund", "transfer"): a query for another
     /// operation does not see it.
     pub op: &'static str,
-    /// The parameters a repeat must match (channel-defined; see [`fingerprint`]).
+    /// Digest of the parameters a repeat must match (channel-defined; see [`fingerprint`]).
     pub fingerprint: String,
     /// The amount exactly as the caller sent it.
     pub amount: String,
@@ -97,10 +98,16 @@ impl Entry {
     }
 }
 
-/// Joins the parameters that identify a request. The unit separator cannot occur in the
-/// simulator's inputs by accident, so two different parameter lists never collide.
+/// A digest of the parameters that identify a request. Each part is length-prefixed, so
+/// two different parameter lists never collide; only the digest is kept, so the ledger
+/// never holds payee names or account numbers (nor can it print them).
 pub fn fingerprint(parts: &[&str]) -> String {
-    parts.join("\u{1f}")
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// One line of `GET /sim/ledger`. Only these four fields: the ledger never exposes payee
@@ -200,12 +207,26 @@ mod tests {
     fn settlement_follows_the_clock() {
         let t0 = Instant::now();
         let at = t0 + Duration::from_millis(300);
-        let bounced = entry("k", Fate::Settles { at, then: Settled::Bounced }, 1);
+        let bounced = entry(
+            "k",
+            Fate::Settles {
+                at,
+                then: Settled::Bounced,
+            },
+            1,
+        );
         assert_eq!(bounced.state(t0), State::Pending);
         assert_eq!(bounced.moves(t0), 0);
         assert_eq!(bounced.state(at), State::Bounced);
         assert_eq!(bounced.moves(at), 0);
-        let paid_later = entry("k", Fate::Settles { at, then: Settled::Paid }, 1);
+        let paid_later = entry(
+            "k",
+            Fate::Settles {
+                at,
+                then: Settled::Paid,
+            },
+            1,
+        );
         assert_eq!(paid_later.moves(t0), 0);
         assert_eq!(paid_later.moves(at), 1);
     }

@@ -70,7 +70,12 @@ impl LegRecord {
     }
 
     /// The record to store just before a (re)send.
-    pub fn sending(prev: Option<&LegRecord>, route: RouteTaken, channel: ChannelKind, now: DateTime<Utc>) -> Self {
+    pub fn sending(
+        prev: Option<&LegRecord>,
+        route: RouteTaken,
+        channel: ChannelKind,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             state: LegState::Sending,
             route: Some(route),
@@ -110,8 +115,7 @@ impl LegRecord {
             }
             // Nothing learned. Pending stays pending (the channel accepted it); anything
             // else becomes Unknown: maybe sent, so query before any resend.
-            ChannelOutcome::Unknown { reason }
-            | ChannelOutcome::RetryLater { reason } => {
+            ChannelOutcome::Unknown { reason } | ChannelOutcome::RetryLater { reason } => {
                 if self.state != LegState::Pending {
                     next.state = LegState::Unknown;
                 }
@@ -133,8 +137,13 @@ mod tests {
 
     fn outcome_strategy() -> impl Strategy<Value = ChannelOutcome> {
         prop_oneof![
-            Just(ChannelOutcome::Succeeded { reference: "r".into() }),
-            Just(ChannelOutcome::Failed { code: "c".into(), reason: "r".into() }),
+            Just(ChannelOutcome::Succeeded {
+                reference: "r".into()
+            }),
+            Just(ChannelOutcome::Failed {
+                code: "c".into(),
+                reason: "r".into()
+            }),
             Just(ChannelOutcome::Pending),
             Just(ChannelOutcome::Unknown { reason: "u".into() }),
             Just(ChannelOutcome::NotFound),
@@ -151,12 +160,31 @@ mod tests {
     fn sends_count_up_and_answers_map() {
         let s = sending();
         assert_eq!(s.sends, 1);
-        assert_eq!(LegRecord::sending(Some(&s), RouteTaken::Original, ChannelKind::Alipay, Utc::now()).sends, 2);
-        let done = s.after(&ChannelOutcome::Succeeded { reference: "T".into() }, Utc::now());
+        assert_eq!(
+            LegRecord::sending(
+                Some(&s),
+                RouteTaken::Original,
+                ChannelKind::Alipay,
+                Utc::now()
+            )
+            .sends,
+            2
+        );
+        let done = s.after(
+            &ChannelOutcome::Succeeded {
+                reference: "T".into(),
+            },
+            Utc::now(),
+        );
         assert_eq!(done.state, LegState::Succeeded);
         assert_eq!(done.reference.as_deref(), Some("T"));
         let pending = s.after(&ChannelOutcome::Pending, Utc::now());
-        assert_eq!(pending.after(&ChannelOutcome::Unknown { reason: "x".into() }, Utc::now()).state, LegState::Pending);
+        assert_eq!(
+            pending
+                .after(&ChannelOutcome::Unknown { reason: "x".into() }, Utc::now())
+                .state,
+            LegState::Pending
+        );
     }
 
     proptest! {
@@ -169,10 +197,12 @@ mod tests {
                 if rec.state.is_settled() { break; }
                 let next = rec.after(o, Utc::now());
                 if next.state == LegState::Failed {
-                    prop_assert!(matches!(o, ChannelOutcome::Failed { .. }));
+                    let definitive = matches!(o, ChannelOutcome::Failed { .. });
+                    prop_assert!(definitive);
                 }
                 if matches!(o, ChannelOutcome::Unknown { .. } | ChannelOutcome::RetryLater { .. } | ChannelOutcome::NotFound) {
-                    prop_assert!(matches!(next.state, LegState::Unknown | LegState::Pending));
+                    let still_open = matches!(next.state, LegState::Unknown | LegState::Pending);
+                    prop_assert!(still_open);
                 }
                 prop_assert_eq!(next.sends, rec.sends);
                 rec = next;

@@ -85,9 +85,13 @@ pub enum Claim {
 
 #[derive(Debug)]
 pub enum Transition {
-    Applied { outcome: Option<String> },
+    Applied {
+        outcome: Option<String>,
+    },
     /// The leg changed under us: here is what it is now.
-    Stale { current: String },
+    Stale {
+        current: String,
+    },
     /// The record is gone (expired, or Redis restarted empty).
     Lost,
 }
@@ -111,7 +115,11 @@ pub struct Store {
 impl Store {
     pub async fn connect(s: &RedisSettings) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(s.timeout_ms);
-        let urls: Vec<String> = s.urls.iter().map(|u| u.expose_secret().to_owned()).collect();
+        let urls: Vec<String> = s
+            .urls
+            .iter()
+            .map(|u| u.expose_secret().to_owned())
+            .collect();
         let connecting = async {
             if s.cluster {
                 let client = redis::cluster::ClusterClientBuilder::new(urls)
@@ -200,7 +208,11 @@ impl Store {
     }
 
     /// Stores the terminal event unless one is stored; returns the stored one.
-    pub async fn finish(&self, id: &WithdrawalId, outcome: &str) -> Result<Option<String>, StoreError> {
+    pub async fn finish(
+        &self,
+        id: &WithdrawalId,
+        outcome: &str,
+    ) -> Result<Option<String>, StoreError> {
         let key = self.key(id);
         let mut inv = scripts::FINISH.key(&key);
         inv.arg(outcome).arg(self.retention_secs);
@@ -229,9 +241,12 @@ impl Store {
     /// Round-trip check for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn))
-            .await
-            .map_err(|_| StoreError::Timeout(self.timeout))??;
+        tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.timeout))??;
         Ok(())
     }
 }

@@ -22,11 +22,15 @@ pub enum Decision {
     Ack,
     /// Come back later through the delay queues (pending settlement, unknown outcome,
     /// Redis unavailable).
-    Defer { reason: String },
+    Defer {
+        reason: String,
+    },
     /// Never processable: keep it, byte-for-byte, in the dead-letter queue.
     DeadLetter(Rejection),
     /// Give it back to the work queue now.
-    Requeue { reason: String },
+    Requeue {
+        reason: String,
+    },
 }
 
 impl Worker {
@@ -45,7 +49,12 @@ impl Worker {
                     ],
                 );
                 self.publisher
-                    .publish(&t.dead_letter, delivery.routing_key.as_str(), &delivery.data, props)
+                    .publish(
+                        &t.dead_letter,
+                        delivery.routing_key.as_str(),
+                        &delivery.data,
+                        props,
+                    )
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -55,7 +64,10 @@ impl Worker {
                 tracing::info!(%reason, deferrals = deferrals + 1, delay_ms = ms, "deferring command");
                 let props = headers::with_headers(
                     &delivery.properties,
-                    &[(headers::ATTEMPT, AMQPValue::LongLongInt(i64::from(deferrals) + 1))],
+                    &[(
+                        headers::ATTEMPT,
+                        AMQPValue::LongLongInt(i64::from(deferrals) + 1),
+                    )],
                 );
                 self.publisher
                     .publish("", &queue, &delivery.data, props)
@@ -77,7 +89,9 @@ impl Worker {
         };
         match result {
             Ok(true) => {}
-            Ok(false) => tracing::warn!("ack/nack was not delivered (channel closed); the broker will redeliver"),
+            Ok(false) => tracing::warn!(
+                "ack/nack was not delivered (channel closed); the broker will redeliver"
+            ),
             Err(e) => tracing::warn!(error = %e, "ack/nack failed; the broker will redeliver"),
         }
     }

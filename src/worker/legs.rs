@@ -76,7 +76,8 @@ impl Worker {
                     if answer == ChannelOutcome::NotFound {
                         self.send(w, leg, &raw, Some(&current), route).await?
                     } else {
-                        self.store_leg(w, leg, &raw, current.after(&answer, Utc::now())).await?
+                        self.store_leg(w, leg, &raw, current.after(&answer, Utc::now()))
+                            .await?
                     }
                 }
             };
@@ -101,7 +102,9 @@ impl Worker {
         route: RouteTaken,
     ) -> Result<Result<LegPass, (String, Option<LegRecord>)>, StepError> {
         let Some(order) = order_for(w, leg, route) else {
-            return Err(StepError::Inconsistent("planned route does not fit the leg"));
+            return Err(StepError::Inconsistent(
+                "planned route does not fit the leg",
+            ));
         };
         let sending = LegRecord::sending(prev, route, order.channel, Utc::now());
         let sending_raw = match self.cas(w, leg, raw, &sending, None).await? {
@@ -150,7 +153,10 @@ impl Worker {
         record: &LegRecord,
         outcome: Option<&str>,
     ) -> Result<Result<(String, Option<String>), (String, Option<LegRecord>)>, StepError> {
-        let (t, new_text) = self.store.transition(&w.id, &leg.id, expected, record, outcome).await?;
+        let (t, new_text) = self
+            .store
+            .transition(&w.id, &leg.id, expected, record, outcome)
+            .await?;
         match t {
             Transition::Applied { outcome } => Ok(Ok((new_text, outcome))),
             Transition::Stale { current } => {

@@ -52,6 +52,8 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Channels(#[from] ChannelSetupError),
+    #[error("the broker cancelled our consumer (queue deleted or node lost)")]
+    ConsumerCancelled,
     #[error("configuration key `auth.hmac_keys`: {0}")]
     Keys(String),
 }
@@ -74,7 +76,8 @@ impl Worker {
         channels: Channels,
         publisher: Publisher,
     ) -> Result<Self, WorkerError> {
-        let keys = KeyRing::parse(settings.auth.hmac_keys.expose_secret()).map_err(WorkerError::Keys)?;
+        let keys =
+            KeyRing::parse(settings.auth.hmac_keys.expose_secret()).map_err(WorkerError::Keys)?;
         Ok(Self {
             rules: Arc::new(Rules::from_settings(&settings.rules)),
             keys: Arc::new(keys),
@@ -90,7 +93,9 @@ impl Worker {
 pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), WorkerError> {
     let settings = Arc::new(settings);
     if settings.uses_dev_hmac_key() {
-        tracing::warn!("accepting commands signed with the DEVELOPMENT HMAC key: never in production");
+        tracing::warn!(
+            "accepting commands signed with the DEVELOPMENT HMAC key: never in production"
+        );
     }
     let store = Store::connect(&settings.redis).await?;
     let channels = Channels::from_settings(&settings)?;
@@ -161,11 +166,7 @@ async fn consume(
                 });
             }
             Some(Err(e)) => break Err(e.into()),
-            None => break Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
-                lapin::ChannelState::Closed,
-                "consumer cancelled by the broker".into(),
-            ))
-            .into()),
+            None => break Err(WorkerError::ConsumerCancelled),
         }
     };
     if shutdown.is_triggered() {

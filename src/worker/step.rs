@@ -35,15 +35,27 @@ impl Worker {
         }
     }
 
-    async fn try_process(&self, body: &[u8], props: &BasicProperties) -> Result<Decision, StepError> {
+    async fn try_process(
+        &self,
+        body: &[u8],
+        props: &BasicProperties,
+    ) -> Result<Decision, StepError> {
         let key_id = headers::text(props, KEY_ID_HEADER);
         let signature = headers::text(props, SIGNATURE_HEADER);
-        if !self.keys.verify(key_id.as_deref(), signature.as_deref(), body) {
+        if !self
+            .keys
+            .verify(key_id.as_deref(), signature.as_deref(), body)
+        {
             let why = match (key_id, signature) {
-                (None, _) | (_, None) => "the command is not signed (x-payout-key-id / x-payout-signature missing)",
+                (None, _) | (_, None) => {
+                    "the command is not signed (x-payout-key-id / x-payout-signature missing)"
+                }
                 _ => "the signature does not match the body under the named key",
             };
-            return Ok(Decision::DeadLetter(Rejection::new(RejectCode::SignatureInvalid, why)));
+            return Ok(Decision::DeadLetter(Rejection::new(
+                RejectCode::SignatureInvalid,
+                why,
+            )));
         }
         let value = match parse_json(body) {
             Ok(v) => v,
@@ -61,7 +73,10 @@ impl Worker {
             Claim::Conflict => {
                 return Ok(Decision::DeadLetter(Rejection::new(
                     RejectCode::DuplicateConflict,
-                    format!("withdrawal {} was already received with different content", w.id),
+                    format!(
+                        "withdrawal {} was already received with different content",
+                        w.id
+                    ),
                 )))
             }
             Claim::Owned(record) => record,
@@ -108,7 +123,8 @@ impl Worker {
                 .find(|(_, r)| r.state == LegState::Review)
                 .and_then(|(_, r)| r.reason.clone())
                 .unwrap_or_else(|| "a leg needs a person".into());
-            self.publish(&events::review(&w, &view, &reason, Utc::now())).await?;
+            self.publish(&events::review(&w, &view, &reason, Utc::now()))
+                .await?;
             return Ok(Decision::Ack);
         }
         let deferrals = headers::count(props, headers::ATTEMPT);
@@ -117,7 +133,8 @@ impl Worker {
                 "outcome still unresolved after {} checks; funds stay frozen",
                 deferrals + 1
             );
-            self.publish(&events::review(&w, &view, &reason, Utc::now())).await?;
+            self.publish(&events::review(&w, &view, &reason, Utc::now()))
+                .await?;
             return Ok(Decision::Ack);
         }
         Ok(Decision::Defer {
@@ -128,7 +145,11 @@ impl Worker {
     /// An authentic command that cannot be processed: release its funds with a
     /// `withdrawal.failed` unless a valid command already owns the id (then money may
     /// be moving, and nothing is released).
-    async fn reject(&self, value: &serde_json::Value, why: Rejection) -> Result<Decision, StepError> {
+    async fn reject(
+        &self,
+        value: &serde_json::Value,
+        why: Rejection,
+    ) -> Result<Decision, StepError> {
         if let Some(id) = named_withdrawal(value) {
             let event = events::rejected(value, &id, &why, Utc::now());
             match self.store.reject(&id, &event.body).await? {

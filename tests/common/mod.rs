@@ -120,6 +120,7 @@ async fn consume_into(channel: &Channel, queue: &str) -> mpsc::UnboundedReceiver
 impl TestApp {
     pub async fn spawn(tag: &str, opts: Options) -> Self {
         let mut settings = isolated_settings(tag);
+        payout_worker::telemetry::init(&settings.log);
         settings.amqp.prefetch = opts.prefetch;
         settings.sim.latency_ms = opts.sim_latency_ms;
         settings.sim.settle_ms = opts.settle_ms;
@@ -135,15 +136,26 @@ impl TestApp {
             sim_shutdown.wait().await
         }));
 
-        let conn = broker::connect(&settings.amqp, &format!("{}-harness", settings.amqp.connection_name))
+        let conn = broker::connect(
+            &settings.amqp,
+            &format!("{}-harness", settings.amqp.connection_name),
+        )
+        .await
+        .expect("RabbitMQ must be running on 127.0.0.1:5672");
+        let publisher = Publisher::open(&conn, Duration::from_secs(30))
             .await
-            .expect("RabbitMQ must be running on 127.0.0.1:5672");
-        let publisher = Publisher::open(&conn, Duration::from_secs(30)).await.unwrap();
+            .unwrap();
         let channel = conn.create_channel().await.unwrap();
-        topology::declare(&channel, &settings.topology).await.unwrap();
+        topology::declare(&channel, &settings.topology)
+            .await
+            .unwrap();
         let events_queue = format!("{}.events-tap", settings.topology.events_exchange);
         channel
-            .queue_declare(events_queue.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+            .queue_declare(
+                events_queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         channel
@@ -177,7 +189,9 @@ impl TestApp {
         let (trigger, shutdown) = shutdown::channel();
         let settings = self.settings.clone();
         let handle = tokio::spawn(async move {
-            payout_worker::run(settings, shutdown).await.expect("worker ran");
+            payout_worker::run(settings, shutdown)
+                .await
+                .expect("worker ran");
         });
         self.workers.push((trigger, handle));
     }
@@ -251,15 +265,25 @@ impl TestApp {
         self.stop_workers().await;
         self.sim_stop.trigger();
         let t = &self.settings.topology;
-        let mut queues = vec![t.work_queue.clone(), t.dead_letter.clone(), self.events_queue.clone()];
+        let mut queues = vec![
+            t.work_queue.clone(),
+            t.dead_letter.clone(),
+            self.events_queue.clone(),
+        ];
         for i in 0..t.delay_tiers_ms.len() as u32 {
             queues.push(topology::delay_queue(t, i).0);
         }
         for q in queues {
-            let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+            let _ = self
+                .channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
         }
         for x in [&t.commands_exchange, &t.events_exchange, &t.dead_letter] {
-            let _ = self.channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+            let _ = self
+                .channel
+                .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
         }
         let _ = self.conn.close(200, "test done".into()).await;
         if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") {
@@ -281,7 +305,13 @@ impl TestApp {
 pub fn withdrawal(id: &str, legs: Vec<Value>) -> Vec<u8> {
     let total: rust_decimal::Decimal = legs
         .iter()
-        .map(|l| l["amount"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap())
+        .map(|l| {
+            l["amount"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
         .sum();
     json!({
         "type": "withdrawal.approved", "version": 1, "withdrawal_id": id, "account_id": "acct-42",
@@ -307,6 +337,90 @@ pub fn transfer_leg(leg_id: &str, amount: &str, account: &str) -> Value {
 pub fn moves(ledger: &[Value]) -> std::collections::HashMap<String, u64> {
     ledger
         .iter()
-        .map(|e| (e["key"].as_str().unwrap().to_owned(), e["moves"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_owned(),
+                e["moves"].as_u64().unwrap(),
+            )
+        })
         .collect()
+}
+
+/// The environment that makes the `payout-worker` binary use `s`'s names, exercising the
+/// `PAYOUT__SECTION__KEY` layer on the way.
+pub fn env_for(s: &Settings) -> Vec<(String, String)> {
+    let t = &s.topology;
+    let tiers: Vec<String> = t.delay_tiers_ms.iter().map(u64::to_string).collect();
+    [
+        (
+            "PAYOUT__TOPOLOGY__COMMANDS_EXCHANGE",
+            t.commands_exchange.clone(),
+        ),
+        ("PAYOUT__TOPOLOGY__WORK_QUEUE", t.work_queue.clone()),
+        (
+            "PAYOUT__TOPOLOGY__EVENTS_EXCHANGE",
+            t.events_exchange.clone(),
+        ),
+        ("PAYOUT__TOPOLOGY__DEAD_LETTER", t.dead_letter.clone()),
+        (
+            "PAYOUT__TOPOLOGY__EVENTS_AUDIT_QUEUE",
+            t.events_audit_queue.clone(),
+        ),
+        ("PAYOUT__TOPOLOGY__DELAY_PREFIX", t.delay_prefix.clone()),
+        ("PAYOUT__TOPOLOGY__DELAY_TIERS_MS", tiers.join(",")),
+        ("PAYOUT__REDIS__KEY_PREFIX", s.redis.key_prefix.clone()),
+        (
+            "PAYOUT__AMQP__CONNECTION_NAME",
+            s.amqp.connection_name.clone(),
+        ),
+        ("PAYOUT__AMQP__PREFETCH", s.amqp.prefetch.to_string()),
+        (
+            "PAYOUT__CHANNELS__ALIPAY__GATEWAY_URL",
+            s.channels.alipay.gateway_url.clone(),
+        ),
+        (
+            "PAYOUT__RETRY__MAX_DEFERRALS",
+            s.retry.max_deferrals.to_string(),
+        ),
+        ("PAYOUT__LOG__FORMAT", "json".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Starts the real binary as a worker for this app.
+pub fn spawn_binary_worker(s: &Settings) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_payout-worker"))
+        .arg("run")
+        .envs(env_for(s))
+        .env_remove("PAYOUT_HMAC_KEYS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the payout-worker binary starts")
+}
+
+impl TestApp {
+    /// Reads events until every id in `ids` has had a terminal event; returns them.
+    pub async fn until_terminal(&mut self, ids: &std::collections::HashSet<String>) -> Vec<Value> {
+        let mut seen = std::collections::HashSet::new();
+        let mut terminal = Vec::new();
+        while !ids.iter().all(|id| seen.contains(id)) {
+            let Ok(Some(e)) = tokio::time::timeout(WAIT, self.events.recv()).await else {
+                let missing: Vec<&String> = ids.iter().filter(|id| !seen.contains(*id)).collect();
+                panic!("no terminal event for {missing:?}");
+            };
+            let e = e.json();
+            if matches!(
+                e["type"].as_str(),
+                Some("withdrawal.succeeded" | "withdrawal.failed")
+            ) {
+                seen.insert(e["subject"].as_str().unwrap().to_owned());
+                terminal.push(e);
+            }
+        }
+        terminal
+    }
 }

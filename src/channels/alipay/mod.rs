@@ -12,7 +12,8 @@ use protocol::{Call, GatewayResponse};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub const DEV_APP_PRIVATE_KEY: &str = include_str!("../../../config/dev-keys/alipay_app_private.pem");
+pub const DEV_APP_PRIVATE_KEY: &str =
+    include_str!("../../../config/dev-keys/alipay_app_private.pem");
 pub const DEV_APP_PUBLIC_KEY: &str = include_str!("../../../config/dev-keys/alipay_app_public.pem");
 pub const DEV_PLATFORM_PRIVATE_KEY: &str =
     include_str!("../../../config/dev-keys/alipay_platform_private.pem");
@@ -31,7 +32,10 @@ pub struct AlipayClient {
 /// Reads a PEM file, or the compiled-in development key when `path` is empty.
 pub fn read_key_or_dev(path: &str, dev: &'static str, what: &str) -> Result<String, String> {
     if path.is_empty() {
-        tracing::warn!(key = what, "using the DEVELOPMENT key compiled into the binary: never in production");
+        tracing::warn!(
+            key = what,
+            "using the DEVELOPMENT key compiled into the binary: never in production"
+        );
         return Ok(dev.to_owned());
     }
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} from {path}: {e}"))
@@ -43,10 +47,18 @@ impl AlipayClient {
             channel: "alipay",
             message,
         };
-        let app_pem = read_key_or_dev(&s.app_private_key_file, DEV_APP_PRIVATE_KEY, "alipay app private key")
-            .map_err(bad)?;
-        let ali_pem = read_key_or_dev(&s.alipay_public_key_file, DEV_PLATFORM_PUBLIC_KEY, "alipay public key")
-            .map_err(bad)?;
+        let app_pem = read_key_or_dev(
+            &s.app_private_key_file,
+            DEV_APP_PRIVATE_KEY,
+            "alipay app private key",
+        )
+        .map_err(bad)?;
+        let ali_pem = read_key_or_dev(
+            &s.alipay_public_key_file,
+            DEV_PLATFORM_PUBLIC_KEY,
+            "alipay public key",
+        )
+        .map_err(bad)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(s.timeout_ms))
             .connect_timeout(Duration::from_millis(s.timeout_ms.min(3000)))
@@ -102,7 +114,8 @@ impl AlipayClient {
                     trade_no: channel_txn_id.clone(),
                     out_request_no: order.key.to_string(),
                 };
-                self.call(protocol::REFUND_QUERY, Call::RefundQuery, &biz).await
+                self.call(protocol::REFUND_QUERY, Call::RefundQuery, &biz)
+                    .await
             }
             Target::Account(_) => {
                 let biz = protocol::TransferQueryBiz {
@@ -110,7 +123,8 @@ impl AlipayClient {
                     product_code: protocol::PRODUCT_CODE.into(),
                     biz_scene: protocol::BIZ_SCENE.into(),
                 };
-                self.call(protocol::TRANSFER_QUERY, Call::TransferQuery, &biz).await
+                self.call(protocol::TRANSFER_QUERY, Call::TransferQuery, &biz)
+                    .await
             }
         }
     }
@@ -125,7 +139,9 @@ impl AlipayClient {
             (
                 "timestamp",
                 chrono::Utc::now()
-                    .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid"))
+                    .with_timezone(
+                        &chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid"),
+                    )
                     .format("%Y-%m-%d %H:%M:%S")
                     .to_string(),
             ),
@@ -148,7 +164,10 @@ impl AlipayClient {
         let sent = self
             .http
             .post(&self.gateway_url)
-            .header("content-type", "application/x-www-form-urlencoded;charset=utf-8")
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded;charset=utf-8",
+            )
             .body(form)
             .send()
             .await;

@@ -210,7 +210,10 @@ pub fn classify(call: Call, r: &GatewayResponse) -> ChannelOutcome {
         | Code::MissingParameter
         | Code::InvalidParameter
         | Code::InsufficientAuthorisation => ChannelOutcome::RetryLater {
-            reason: format!("Alipay rejected our request (code {}): merchant setup", r.code),
+            reason: format!(
+                "Alipay rejected our request (code {}): merchant setup",
+                r.code
+            ),
         },
         Code::BusinessFailed => classify_business(call, r),
         Code::Other => unknown(r, "unrecognised gateway code"),
@@ -310,10 +313,15 @@ mod tests {
         r.trade_no = Some("T1".into());
         assert_eq!(
             classify(Call::Refund, &r),
-            ChannelOutcome::Succeeded { reference: "T1".into() }
+            ChannelOutcome::Succeeded {
+                reference: "T1".into()
+            }
         );
         r.fund_change = Some("N".into());
-        assert!(matches!(classify(Call::Refund, &r), ChannelOutcome::Unknown { .. }));
+        assert!(matches!(
+            classify(Call::Refund, &r),
+            ChannelOutcome::Unknown { .. }
+        ));
     }
 
     #[test]
@@ -321,9 +329,15 @@ mod tests {
         let mut r = resp("10000", None);
         assert_eq!(classify(Call::RefundQuery, &r), ChannelOutcome::NotFound);
         r.refund_status = Some("REFUND_SUCCESS".into());
-        assert!(matches!(classify(Call::RefundQuery, &r), ChannelOutcome::Succeeded { .. }));
+        assert!(matches!(
+            classify(Call::RefundQuery, &r),
+            ChannelOutcome::Succeeded { .. }
+        ));
         r.refund_status = Some("SOMETHING_NEW".into());
-        assert!(matches!(classify(Call::RefundQuery, &r), ChannelOutcome::Unknown { .. }));
+        assert!(matches!(
+            classify(Call::RefundQuery, &r),
+            ChannelOutcome::Unknown { .. }
+        ));
     }
 
     #[test]
@@ -333,28 +347,63 @@ mod tests {
             r.status = Some(s.into());
             r
         };
-        assert!(matches!(classify(Call::Transfer, &with("SUCCESS")), ChannelOutcome::Succeeded { .. }));
-        assert_eq!(classify(Call::Transfer, &with("DEALING")), ChannelOutcome::Pending);
-        assert_eq!(classify(Call::TransferQuery, &with("WAIT_PAY")), ChannelOutcome::Pending);
+        assert!(matches!(
+            classify(Call::Transfer, &with("SUCCESS")),
+            ChannelOutcome::Succeeded { .. }
+        ));
+        assert_eq!(
+            classify(Call::Transfer, &with("DEALING")),
+            ChannelOutcome::Pending
+        );
+        assert_eq!(
+            classify(Call::TransferQuery, &with("WAIT_PAY")),
+            ChannelOutcome::Pending
+        );
         for s in ["FAIL", "CLOSED", "REFUND"] {
-            assert!(matches!(classify(Call::TransferQuery, &with(s)), ChannelOutcome::Failed { .. }), "{s}");
+            assert!(
+                matches!(
+                    classify(Call::TransferQuery, &with(s)),
+                    ChannelOutcome::Failed { .. }
+                ),
+                "{s}"
+            );
         }
-        assert!(matches!(classify(Call::TransferQuery, &with("WEIRD")), ChannelOutcome::Unknown { .. }));
+        assert!(matches!(
+            classify(Call::TransferQuery, &with("WEIRD")),
+            ChannelOutcome::Unknown { .. }
+        ));
     }
 
     #[test]
     fn codes_from_channels_md() {
-        assert!(matches!(classify(Call::Refund, &resp("20000", None)), ChannelOutcome::Unknown { .. }));
+        assert!(matches!(
+            classify(Call::Refund, &resp("20000", None)),
+            ChannelOutcome::Unknown { .. }
+        ));
         for sub in ["ACQ.SYSTEM_ERROR", "SYSTEM_ERROR"] {
-            assert!(matches!(classify(Call::Refund, &resp("40004", Some(sub))), ChannelOutcome::Unknown { .. }));
-        }
-        for sub in ["ACQ.DISCORDANT_REPEAT_REQUEST", "PAYMENT_INFO_INCONSISTENCY"] {
-            assert!(matches!(classify(Call::Transfer, &resp("40004", Some(sub))), ChannelOutcome::Review { .. }));
+            assert!(matches!(
+                classify(Call::Refund, &resp("40004", Some(sub))),
+                ChannelOutcome::Unknown { .. }
+            ));
         }
         for sub in [
-            "ACQ.TRADE_NOT_EXIST", "ACQ.TRADE_HAS_FINISHED", "ACQ.TRADE_NOT_ALLOW_REFUND",
-            "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "ACQ.REASON_TRADE_BEEN_FREEZEN", "PAYEE_NOT_EXIST",
-            "PAYEE_USER_INFO_ERROR", "EXCEED_LIMIT_SM_AMOUNT",
+            "ACQ.DISCORDANT_REPEAT_REQUEST",
+            "PAYMENT_INFO_INCONSISTENCY",
+        ] {
+            assert!(matches!(
+                classify(Call::Transfer, &resp("40004", Some(sub))),
+                ChannelOutcome::Review { .. }
+            ));
+        }
+        for sub in [
+            "ACQ.TRADE_NOT_EXIST",
+            "ACQ.TRADE_HAS_FINISHED",
+            "ACQ.TRADE_NOT_ALLOW_REFUND",
+            "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
+            "ACQ.REASON_TRADE_BEEN_FREEZEN",
+            "PAYEE_NOT_EXIST",
+            "PAYEE_USER_INFO_ERROR",
+            "EXCEED_LIMIT_SM_AMOUNT",
         ] {
             match classify(Call::Refund, &resp("40004", Some(sub))) {
                 ChannelOutcome::Failed { code, .. } => assert_eq!(code, sub),
@@ -362,14 +411,29 @@ mod tests {
             }
         }
         for sub in ["ACQ.SELLER_BALANCE_NOT_ENOUGH", "PAYER_BALANCE_NOT_ENOUGH"] {
-            assert!(matches!(classify(Call::Transfer, &resp("40004", Some(sub))), ChannelOutcome::RetryLater { .. }));
+            assert!(matches!(
+                classify(Call::Transfer, &resp("40004", Some(sub))),
+                ChannelOutcome::RetryLater { .. }
+            ));
         }
         for code in ["40001", "40002", "40006", "20001"] {
-            assert!(matches!(classify(Call::Refund, &resp(code, None)), ChannelOutcome::RetryLater { .. }));
+            assert!(matches!(
+                classify(Call::Refund, &resp(code, None)),
+                ChannelOutcome::RetryLater { .. }
+            ));
         }
-        assert_eq!(classify(Call::TransferQuery, &resp("40004", Some("ORDER_NOT_EXIST"))), ChannelOutcome::NotFound);
-        assert!(matches!(classify(Call::Refund, &resp("40004", Some("NEW.CODE"))), ChannelOutcome::Unknown { .. }));
-        assert!(matches!(classify(Call::Refund, &resp("99999", None)), ChannelOutcome::Unknown { .. }));
+        assert_eq!(
+            classify(Call::TransferQuery, &resp("40004", Some("ORDER_NOT_EXIST"))),
+            ChannelOutcome::NotFound
+        );
+        assert!(matches!(
+            classify(Call::Refund, &resp("40004", Some("NEW.CODE"))),
+            ChannelOutcome::Unknown { .. }
+        ));
+        assert!(matches!(
+            classify(Call::Refund, &resp("99999", None)),
+            ChannelOutcome::Unknown { .. }
+        ));
     }
 
     proptest! {

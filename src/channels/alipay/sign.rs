@@ -145,7 +145,10 @@ mod tests {
         let mut params = known_params();
         sign_request(&mut params, &RsaSigner::from_pem(PRIVATE).unwrap());
         assert_eq!(params["sign"], KNOWN_SIGNATURE.trim());
-        assert!(verify_request(&params, &RsaVerifier::from_pem(PUBLIC).unwrap()));
+        assert!(verify_request(
+            &params,
+            &RsaVerifier::from_pem(PUBLIC).unwrap()
+        ));
     }
 
     #[test]
@@ -153,7 +156,10 @@ mod tests {
         let mut params = known_params();
         sign_request(&mut params, &RsaSigner::from_pem(PRIVATE).unwrap());
         params.insert("timestamp".into(), "2026-11-20 08:00:01".into());
-        assert!(!verify_request(&params, &RsaVerifier::from_pem(PUBLIC).unwrap()));
+        assert!(!verify_request(
+            &params,
+            &RsaVerifier::from_pem(PUBLIC).unwrap()
+        ));
     }
 
     #[test]
@@ -171,8 +177,12 @@ mod tests {
             ResponseError::BadSignature
         );
         assert_eq!(
-            verify_response(r#"{"alipay_trade_refund_response":{}}"#, "alipay.trade.refund", &verifier)
-                .unwrap_err(),
+            verify_response(
+                r#"{"alipay_trade_refund_response":{}}"#,
+                "alipay.trade.refund",
+                &verifier
+            )
+            .unwrap_err(),
             ResponseError::Unsigned
         );
         assert!(matches!(

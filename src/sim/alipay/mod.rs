@@ -8,6 +8,10 @@
 //! `0001` is accepted and then refused (refund) or bounced (transfer) after `settle`.
 //! Time is a parameter, so settlement is tested without sleeping.
 
+mod reply;
+
+pub use reply::{method_of, service_unavailable, system_error, Answer};
+
 use super::ledger::{fingerprint, Book, Entry, Fate, Ledger, Settled, State};
 use crate::channels::alipay::protocol::{
     RefundBiz, RefundQueryBiz, TransferBiz, TransferQueryBiz, REFUND, REFUND_QUERY, TRANSFER,
@@ -15,8 +19,8 @@ use crate::channels::alipay::protocol::{
 };
 use crate::channels::alipay::sign;
 use crate::channels::rsa::{RsaSigner, RsaVerifier};
+use reply::{digits, valid_key, valid_yuan, wall_clock, Inner};
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -34,141 +38,66 @@ pub struct AlipaySim {
     pub settle: Duration,
 }
 
-/// An answer before signing: which `<method>_response` it goes in, the inner object's
-/// exact text, and what to log about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    pub method: String,
-    pub inner: String,
-    pub key: Option<String>,
-    pub outcome: String,
-}
-
-impl Answer {
-    fn new(method: &str, key: Option<&str>, inner: Inner) -> Self {
-        Self {
-            method: method.to_owned(),
-            outcome: inner.summary(),
-            inner: inner.render(),
-            key: key.map(str::to_owned),
-        }
-    }
-}
-
-/// A response object under construction. Fields keep their insertion order (code first,
-/// as Alipay writes them); the signature covers the rendered bytes.
-#[derive(Debug, Clone)]
-struct Inner(Vec<(&'static str, String)>);
-
-impl Inner {
-    fn ok() -> Self {
-        Self(vec![("code", "10000".into()), ("msg", "Success".into())])
-    }
-
-    fn fail(code: &str, msg: &str, sub_code: &str, sub_msg: &str) -> Self {
-        Self(vec![
-            ("code", code.into()),
-            ("msg", msg.into()),
-            ("sub_code", sub_code.into()),
-            ("sub_msg", sub_msg.into()),
-        ])
-    }
-
-    fn business(sub_code: &str, sub_msg: &str) -> Self {
-        Self::fail("40004", "Business Failed", sub_code, sub_msg)
-    }
-
-    fn with(mut self, field: &'static str, value: impl Into<String>) -> Self {
-        self.0.push((field, value.into()));
-        self
-    }
-
-    fn render(&self) -> String {
-        let fields: Vec<String> = self
-            .0
-            .iter()
-            .map(|(k, v)| format!("\"{k}\":{}", serde_json::Value::String(v.clone())))
-            .collect();
-        format!("{{{}}}", fields.join(","))
-    }
-
-    /// Code plus whatever decides the outcome: safe to log (no payee data).
-    fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        for (k, v) in &self.0 {
-            match *k {
-                "code" | "sub_code" | "status" | "refund_status" => parts.push(v.clone()),
-                "fund_change" => parts.push(format!("fund_change={v}")),
-                _ => {}
-            }
-        }
-        parts.join(" ")
-    }
-}
-
-/// Answers a call whose request was never carried out because of an injected fault.
-pub fn service_unavailable(method: &str) -> Answer {
-    let inner = Inner::fail(
-        "20000",
-        "Service Currently Unavailable",
-        "isp.unknow-error",
-        "系统繁忙",
-    );
-    Answer::new(method, None, inner)
-}
-
-/// Alipay's business-layer system error; trade APIs prefix their sub-codes with `ACQ.`.
-pub fn system_error(method: &str) -> Answer {
-    let sub_code = if method.starts_with("alipay.trade.") {
-        "ACQ.SYSTEM_ERROR"
-    } else {
-        "SYSTEM_ERROR"
-    };
-    Answer::new(method, None, Inner::business(sub_code, "系统繁忙"))
-}
-
-/// The method a form names, or Alipay's generic `error` when it names none.
-pub fn method_of(params: &BTreeMap<String, String>) -> &str {
-    params
-        .get("method")
-        .map(String::as_str)
-        .filter(|m| !m.is_empty())
-        .unwrap_or("error")
-}
-
 impl AlipaySim {
     /// Signs an answer as the platform: `{"<method>_response":{...},"sign":"..."}`.
     pub fn sign(&self, answer: &Answer) -> String {
         sign::sign_response(&answer.method, &answer.inner, &self.platform_key)
     }
 
-    /// One `POST /gateway.do`: gateway checks (method, signature), then the business call.
-    pub fn handle(&self, ledger: &Ledger, params: &BTreeMap<String, String>, now: Instant) -> Answer {
+    /// One `POST /gateway.do`: gateway checks (method, signature), then the business call
+    /// (which answers an unknown method).
+    pub fn handle(
+        &self,
+        ledger: &Ledger,
+        params: &BTreeMap<String, String>,
+        now: Instant,
+    ) -> Answer {
         let method = method_of(params);
         let gateway_error = |code: &str, msg: &str, sub_code: &str, sub_msg: &str| {
             Answer::new(method, None, Inner::fail(code, msg, sub_code, sub_msg))
         };
         if method == "error" {
-            return gateway_error("40001", "Missing Required Arguments", "isv.missing-method", "缺少方法名参数");
+            return gateway_error(
+                "40001",
+                "Missing Required Arguments",
+                "isv.missing-method",
+                "缺少方法名参数",
+            );
         }
         if params.get("sign").is_none_or(|s| s.is_empty()) {
-            return gateway_error("40001", "Missing Required Arguments", "isv.missing-signature", "缺少签名参数");
+            return gateway_error(
+                "40001",
+                "Missing Required Arguments",
+                "isv.missing-signature",
+                "缺少签名参数",
+            );
         }
         if params.get("sign_type").map(String::as_str) != Some("RSA2") {
-            return gateway_error("40002", "Invalid Arguments", "isv.invalid-signature-type", "无效的签名类型");
+            return gateway_error(
+                "40002",
+                "Invalid Arguments",
+                "isv.invalid-signature-type",
+                "无效的签名类型",
+            );
         }
         if !sign::verify_request(params, &self.app_key) {
-            return gateway_error("40002", "Invalid Arguments", "isv.invalid-signature", "验签出错");
+            return gateway_error(
+                "40002",
+                "Invalid Arguments",
+                "isv.invalid-signature",
+                "验签出错",
+            );
         }
-        if ![REFUND, REFUND_QUERY, TRANSFER, TRANSFER_QUERY].contains(&method) {
-            return gateway_error("40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名");
-        }
-        let biz = params.get("biz_content").map(String::as_str).unwrap_or_default();
+        let biz = params
+            .get("biz_content")
+            .map(String::as_str)
+            .unwrap_or_default();
         self.business(ledger, method, biz, now)
     }
 
     /// The business call behind a verified request. `biz` is the raw `biz_content`.
     pub fn business(&self, ledger: &Ledger, method: &str, biz: &str, now: Instant) -> Answer {
+        // One lock for look-up and insert: concurrent calls with one new key pay once.
         let mut book = ledger.lock();
         match method {
             REFUND => with_biz(method, biz, |b| self.refund(&mut book, b, now)),
@@ -178,7 +107,12 @@ impl AlipaySim {
             _ => Answer::new(
                 method,
                 None,
-                Inner::fail("40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名"),
+                Inner::fail(
+                    "40002",
+                    "Invalid Arguments",
+                    "isv.invalid-method",
+                    "不存在的方法名",
+                ),
             ),
         }
     }
@@ -192,7 +126,10 @@ impl AlipaySim {
         let print = fingerprint(&[&biz.trade_no, &biz.refund_amount]);
         if let Some(seen) = book.get(CHANNEL, key) {
             if !seen.same_request(OP_REFUND, &print) {
-                return answer(Inner::business("ACQ.DISCORDANT_REPEAT_REQUEST", "请求信息不一致"));
+                return answer(Inner::business(
+                    "ACQ.DISCORDANT_REPEAT_REQUEST",
+                    "请求信息不一致",
+                ));
             }
             return answer(refund_reply(seen, now));
         }
@@ -200,7 +137,13 @@ impl AlipaySim {
             (Fate::Refused, 0)
         } else if biz.trade_no.ends_with("0001") {
             let at = now + self.settle;
-            (Fate::Settles { at, then: Settled::Refused }, 0)
+            (
+                Fate::Settles {
+                    at,
+                    then: Settled::Refused,
+                },
+                0,
+            )
         } else {
             (Fate::Paid, 1)
         };
@@ -233,7 +176,10 @@ impl AlipaySim {
         ]);
         if let Some(seen) = book.get(CHANNEL, key) {
             if !seen.same_request(OP_TRANSFER, &print) {
-                return answer(Inner::business("PAYMENT_INFO_INCONSISTENCY", "两次请求商户单号一样，但是参数不一致"));
+                return answer(Inner::business(
+                    "PAYMENT_INFO_INCONSISTENCY",
+                    "两次请求商户单号一样，但是参数不一致",
+                ));
             }
             return answer(transfer_reply(seen, now));
         }
@@ -242,7 +188,13 @@ impl AlipaySim {
         } else if payee.identity.ends_with("0001") {
             // The money leaves, then the destination sends it back: counted, then undone.
             let at = now + self.settle;
-            (Fate::Settles { at, then: Settled::Bounced }, 1)
+            (
+                Fate::Settles {
+                    at,
+                    then: Settled::Bounced,
+                },
+                1,
+            )
         } else {
             (Fate::Paid, 1)
         };
@@ -268,7 +220,12 @@ fn with_biz<B: DeserializeOwned>(method: &str, biz: &str, f: impl FnOnce(B) -> A
         Err(_) => Answer::new(
             method,
             None,
-            Inner::fail("40002", "Invalid Arguments", "isv.invalid-parameter", "参数无效"),
+            Inner::fail(
+                "40002",
+                "Invalid Arguments",
+                "isv.invalid-parameter",
+                "参数无效",
+            ),
         ),
     }
 }
@@ -285,7 +242,9 @@ fn refund_reply(e: &Entry, now: Instant) -> Inner {
             .with("fund_change", "Y")
             .with("refund_fee", e.amount.clone())
             .with("gmt_refund_pay", e.accepted_on.clone()),
-        (State::Pending, _) => accepted().with("fund_change", "N").with("refund_fee", "0.00"),
+        (State::Pending, _) => accepted()
+            .with("fund_change", "N")
+            .with("refund_fee", "0.00"),
         (State::Refused, Fate::Refused) => Inner::business("ACQ.TRADE_NOT_EXIST", "交易不存在"),
         (State::Refused | State::Bounced, _) => {
             Inner::business("ACQ.TRADE_NOT_ALLOW_REFUND", "当前交易不允许退款")
@@ -297,9 +256,9 @@ fn refund_reply(e: &Entry, now: Instant) -> Inner {
 /// ("not found" and "not refunded" are the same answer, as on real Alipay).
 fn refund_query(book: &Book<'_>, biz: RefundQueryBiz, now: Instant) -> Answer {
     let key = biz.out_request_no.as_str();
-    let found = book
-        .get(CHANNEL, key)
-        .filter(|e| e.op == OP_REFUND && e.reference == biz.trade_no && e.state(now) == State::Paid);
+    let found = book.get(CHANNEL, key).filter(|e| {
+        e.op == OP_REFUND && e.reference == biz.trade_no && e.state(now) == State::Paid
+    });
     let base = Inner::ok()
         .with("trade_no", biz.trade_no.clone())
         .with("out_request_no", key);
@@ -365,49 +324,5 @@ fn transfer_query(book: &Book<'_>, biz: TransferQueryBiz, now: Instant) -> Answe
     Answer::new(TRANSFER_QUERY, Some(key), inner)
 }
 
-fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= MAX_KEY_LEN
-}
-
-/// Yuan as Alipay accepts it: digits, at most two decimals, more than zero.
-fn valid_yuan(s: &str) -> bool {
-    let (whole, frac) = match s.split_once('.') {
-        // "10." is not an amount.
-        Some((_, "")) => return false,
-        Some(parts) => parts,
-        None => (s, ""),
-    };
-    let digits_only = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    !whole.is_empty()
-        && whole.len() <= 11
-        && digits_only(whole)
-        && frac.len() <= 2
-        && digits_only(frac)
-        && s.bytes().any(|b| (b'1'..=b'9').contains(&b))
-}
-
-/// A stable Alipay-looking id ("2026" and 16 digits) for a key: the same key gets the
-/// same id on every run, so repeats and queries agree without storing it.
-fn digits(salt: &str, key: &str) -> String {
-    let hash = Sha256::new()
-        .chain_update(salt.as_bytes())
-        .chain_update([0u8])
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut n = [0u8; 8];
-    n.copy_from_slice(&hash[..8]);
-    format!("2026{:016}", u64::from_be_bytes(n) % 10_000_000_000_000_000)
-}
-
-/// Now on Alipay's clock (UTC+8), as its `*_date` fields print it.
-fn wall_clock() -> String {
-    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    chrono::Utc::now()
-        .with_timezone(&china)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
 #[cfg(test)]
-#[path = "alipay_tests.rs"]
 mod tests;
