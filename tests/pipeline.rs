@@ -302,3 +302,45 @@ async fn a_bounced_transfer_fails_only_after_settlement_and_partial_payment_adds
     assert_eq!(legs[1]["failure_code"], "TRANSFER_REFUND");
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn topology_is_idempotent_and_an_unroutable_event_is_an_error_not_a_success() {
+    let app = TestApp::spawn("topology", Options::default()).await;
+    // Declaring again with the same arguments succeeds (a mismatch would be refused).
+    payout_worker::broker::topology::declare(&app.channel, &app.settings.topology)
+        .await
+        .expect("second declaration");
+    // An exchange with nothing bound: mandatory publishing reports the return.
+    let lonely = format!("{}.lonely", app.settings.topology.events_exchange);
+    app.channel
+        .exchange_declare(
+            lonely.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let err = app
+        .publisher
+        .publish(
+            &lonely,
+            "withdrawal.succeeded",
+            b"{}",
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, payout_worker::broker::PublishError::Returned(_)),
+        "{err}"
+    );
+    let _ = app
+        .channel
+        .exchange_delete(
+            lonely.as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+    app.teardown().await;
+}

@@ -13,12 +13,13 @@ use super::{Decision, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
 use crate::domain::command::{named_withdrawal, parse_json, parse_value};
-use crate::domain::{Leg, RejectCode, Rejection};
+use crate::domain::{Leg, RejectCode, Rejection, Withdrawal};
 use crate::events::{self, Event};
 use crate::store::{Claim, LegRecord, LegState, Rejected};
 use chrono::Utc;
 use futures_util::future::join_all;
 use lapin::BasicProperties;
+use tracing::Instrument;
 
 impl Worker {
     /// Processes one command and says what to do with its delivery. Never panics on
@@ -66,9 +67,15 @@ impl Worker {
             Err(why) => return self.reject(&value, why).await,
         };
         let span = tracing::info_span!("withdrawal", withdrawal_id = %w.id);
-        let _enter = span.enter();
-        drop(_enter);
+        self.pay_withdrawal(&w, props).instrument(span).await
+    }
 
+    /// Steps 3–7 for a parsed, authentic command.
+    async fn pay_withdrawal(
+        &self,
+        w: &Withdrawal,
+        props: &BasicProperties,
+    ) -> Result<Decision, StepError> {
         let record = match self.store.claim(&w.id, &w.digest).await? {
             Claim::Conflict => {
                 return Ok(Decision::DeadLetter(Rejection::new(
@@ -86,14 +93,14 @@ impl Worker {
             return Ok(Decision::Ack);
         }
         if record.legs.is_empty() {
-            self.publish(&events::processing(&w, Utc::now())).await?;
+            self.publish(&events::processing(w, Utc::now())).await?;
         }
 
-        let passes = join_all(
-            w.legs
-                .iter()
-                .map(|leg| self.drive_leg(&w, leg, record.legs.get(leg.id.as_str()))),
-        )
+        let passes = join_all(w.legs.iter().map(|leg| {
+            let span = tracing::info_span!("leg", leg_id = %leg.id, channel = %leg.channel);
+            self.drive_leg(w, leg, record.legs.get(leg.id.as_str()))
+                .instrument(span)
+        }))
         .await;
         let mut legs: Vec<(&Leg, LegRecord)> = Vec::with_capacity(w.legs.len());
         let mut stored_outcome = None;
@@ -109,7 +116,7 @@ impl Worker {
                 Some(s) => s,
                 None => self
                     .store
-                    .finish(&w.id, &events::terminal(&w, &view, Utc::now()).body)
+                    .finish(&w.id, &events::terminal(w, &view, Utc::now()).body)
                     .await?
                     .ok_or(StepError::StateLost)?,
             };
@@ -123,7 +130,7 @@ impl Worker {
                 .find(|(_, r)| r.state == LegState::Review)
                 .and_then(|(_, r)| r.reason.clone())
                 .unwrap_or_else(|| "a leg needs a person".into());
-            self.publish(&events::review(&w, &view, &reason, Utc::now()))
+            self.publish(&events::review(w, &view, &reason, Utc::now()))
                 .await?;
             return Ok(Decision::Ack);
         }
@@ -133,7 +140,7 @@ impl Worker {
                 "outcome still unresolved after {} checks; funds stay frozen",
                 deferrals + 1
             );
-            self.publish(&events::review(&w, &view, &reason, Utc::now()))
+            self.publish(&events::review(w, &view, &reason, Utc::now()))
                 .await?;
             return Ok(Decision::Ack);
         }
