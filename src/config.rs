@@ -75,11 +75,22 @@ pub struct RulesSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetrySettings {
     pub max_deferrals: u32,
+    pub settlement_margin_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChannelSettings {
     pub alipay: AlipaySettings,
+    pub wechat_pay: WechatPaySettings,
+    pub unionpay: UnionpaySettings,
+    pub bank: BankSettings,
+}
+
+/// What every channel has besides its protocol's own settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settlement {
+    pub expected_settlement_secs: u64,
+    pub poll_schedule_ms: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +100,58 @@ pub struct AlipaySettings {
     pub app_private_key_file: String,
     pub alipay_public_key_file: String,
     pub timeout_ms: u64,
+    #[serde(flatten)]
+    pub settlement: Settlement,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WechatPaySettings {
+    pub base_url: String,
+    pub mchid: String,
+    pub merchant_serial_no: String,
+    pub merchant_private_key_file: String,
+    pub platform_public_key_file: String,
+    pub platform_serial_no: String,
+    pub timeout_ms: u64,
+    #[serde(flatten)]
+    pub settlement: Settlement,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UnionpaySettings {
+    pub back_url: String,
+    pub query_url: String,
+    pub mer_id: String,
+    pub cert_id: String,
+    pub merchant_private_key_file: String,
+    pub unionpay_public_key_file: String,
+    pub timeout_ms: u64,
+    #[serde(flatten)]
+    pub settlement: Settlement,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BankSettings {
+    pub base_url: String,
+    pub debtor_account: String,
+    pub key_id: String,
+    pub client_private_key_file: String,
+    pub gateway_public_key_file: String,
+    pub timeout_ms: u64,
+    #[serde(flatten)]
+    pub settlement: Settlement,
+}
+
+impl ChannelSettings {
+    pub fn settlement(&self, channel: crate::domain::ChannelKind) -> &Settlement {
+        use crate::domain::ChannelKind;
+        match channel {
+            ChannelKind::Alipay => &self.alipay.settlement,
+            ChannelKind::WechatPay => &self.wechat_pay.settlement,
+            ChannelKind::Unionpay => &self.unionpay.settlement,
+            ChannelKind::Bank => &self.bank.settlement,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +163,12 @@ pub struct SimSettings {
     pub settle_ms: u64,
     pub alipay_platform_private_key_file: String,
     pub alipay_app_public_key_file: String,
+    pub wechat_platform_private_key_file: String,
+    pub wechat_merchant_public_key_file: String,
+    pub unionpay_platform_private_key_file: String,
+    pub unionpay_merchant_public_key_file: String,
+    pub bank_gateway_private_key_file: String,
+    pub bank_client_public_key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,7 +230,11 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("redis.urls")
                     .with_list_parse_key("rules.currencies")
-                    .with_list_parse_key("topology.delay_tiers_ms"),
+                    .with_list_parse_key("topology.delay_tiers_ms")
+                    .with_list_parse_key("channels.alipay.poll_schedule_ms")
+                    .with_list_parse_key("channels.wechat_pay.poll_schedule_ms")
+                    .with_list_parse_key("channels.unionpay.poll_schedule_ms")
+                    .with_list_parse_key("channels.bank.poll_schedule_ms"),
             );
             if let Ok(keys) = std::env::var("PAYOUT_HMAC_KEYS") {
                 builder = builder.set_override("auth.hmac_keys", keys)?;
@@ -220,6 +293,20 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.sim.faults) {
             return Err(invalid("sim.faults", "must be a fraction between 0 and 1"));
+        }
+        for kind in [
+            crate::domain::ChannelKind::Alipay,
+            crate::domain::ChannelKind::WechatPay,
+            crate::domain::ChannelKind::Unionpay,
+            crate::domain::ChannelKind::Bank,
+        ] {
+            let s = self.channels.settlement(kind);
+            if s.poll_schedule_ms.is_empty() || s.poll_schedule_ms.contains(&0) {
+                return Err(invalid(
+                    "channels.*.poll_schedule_ms",
+                    format!("{kind}: needs at least one delay, each > 0"),
+                ));
+            }
         }
         if self.retry.max_deferrals == 0 {
             return Err(invalid("retry.max_deferrals", "must be at least 1"));

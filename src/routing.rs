@@ -162,6 +162,7 @@ pub fn order_for(w: &Withdrawal, leg: &Leg, route: RouteTaken) -> Option<PayoutO
         currency: w.currency.clone(),
         target,
         memo: format!("Balance withdrawal {}", w.id),
+        requested_at: w.approved_at,
     })
 }
 

@@ -6,7 +6,10 @@
 //! [`IdempotencyKey`] per leg, sent unchanged on every attempt and every query.
 
 pub mod alipay;
+pub mod bank;
 pub mod rsa;
+pub mod unionpay;
+pub mod wechat_pay;
 
 use crate::config::Settings;
 use crate::domain::{ChannelKind, Currency, IdempotencyKey, Money, Payee};
@@ -22,6 +25,9 @@ pub struct PayoutOrder {
     pub target: Target,
     /// A short text the channel shows the payee (never contains account data).
     pub memo: String,
+    /// A timestamp fixed for the leg (the withdrawal's `approved_at`), for protocols that
+    /// need the same request time on every attempt and query (UnionPay's `txnTime`).
+    pub requested_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +66,10 @@ pub enum ChannelOutcome {
 /// trait objects and lets each adapter keep its own concrete types.
 #[derive(Debug, Clone)]
 pub struct Channels {
-    alipay: Option<Arc<alipay::AlipayClient>>,
+    alipay: Arc<alipay::AlipayClient>,
+    wechat_pay: Arc<wechat_pay::WechatPayClient>,
+    unionpay: Arc<unionpay::UnionpayClient>,
+    bank: Arc<bank::BankClient>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,32 +83,32 @@ pub enum ChannelSetupError {
 
 impl Channels {
     pub fn from_settings(settings: &Settings) -> Result<Self, ChannelSetupError> {
+        let c = &settings.channels;
         Ok(Self {
-            alipay: Some(Arc::new(alipay::AlipayClient::from_settings(
-                &settings.channels.alipay,
-            )?)),
+            alipay: Arc::new(alipay::AlipayClient::from_settings(&c.alipay)?),
+            wechat_pay: Arc::new(wechat_pay::WechatPayClient::from_settings(&c.wechat_pay)?),
+            unionpay: Arc::new(unionpay::UnionpayClient::from_settings(&c.unionpay)?),
+            bank: Arc::new(bank::BankClient::from_settings(&c.bank)?),
         })
-    }
-
-    fn unconfigured(channel: ChannelKind) -> ChannelOutcome {
-        ChannelOutcome::RetryLater {
-            reason: format!("channel {channel} is not configured on this worker"),
-        }
     }
 
     /// Sends the payout (or resends it, with the same key).
     pub async fn pay(&self, order: &PayoutOrder) -> ChannelOutcome {
-        match (order.channel, &self.alipay) {
-            (ChannelKind::Alipay, Some(client)) => client.pay(order).await,
-            (kind, _) => Self::unconfigured(kind),
+        match order.channel {
+            ChannelKind::Alipay => self.alipay.pay(order).await,
+            ChannelKind::WechatPay => self.wechat_pay.pay(order).await,
+            ChannelKind::Unionpay => self.unionpay.pay(order).await,
+            ChannelKind::Bank => self.bank.pay(order).await,
         }
     }
 
     /// Asks the channel what became of the payout under `order.key`.
     pub async fn query(&self, order: &PayoutOrder) -> ChannelOutcome {
-        match (order.channel, &self.alipay) {
-            (ChannelKind::Alipay, Some(client)) => client.query(order).await,
-            (kind, _) => Self::unconfigured(kind),
+        match order.channel {
+            ChannelKind::Alipay => self.alipay.query(order).await,
+            ChannelKind::WechatPay => self.wechat_pay.query(order).await,
+            ChannelKind::Unionpay => self.unionpay.query(order).await,
+            ChannelKind::Bank => self.bank.query(order).await,
         }
     }
 }

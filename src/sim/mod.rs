@@ -7,8 +7,11 @@
 //! they share the ledger, the fault injector and the latency settings here.
 
 pub mod alipay;
+pub mod bank;
 pub mod faults;
 pub mod ledger;
+pub mod unionpay;
+pub mod wechat_pay;
 
 use crate::channels::alipay::{read_key_or_dev, DEV_APP_PUBLIC_KEY, DEV_PLATFORM_PRIVATE_KEY};
 use crate::channels::rsa::{RsaSigner, RsaVerifier};
@@ -41,6 +44,9 @@ pub struct SimOptions {
     pub alipay_platform_key: RsaSigner,
     /// Verifies the merchant's (the worker's) request signatures.
     pub alipay_app_key: RsaVerifier,
+    pub wechat_pay: wechat_pay::WechatSim,
+    pub unionpay: unionpay::UnionpaySim,
+    pub bank: bank::BankSim,
 }
 
 impl SimOptions {
@@ -71,17 +77,26 @@ impl SimOptions {
                 .map_err(|e| format!("sim.alipay_platform_private_key_file: {e}"))?,
             alipay_app_key: RsaVerifier::from_pem(&app_pem)
                 .map_err(|e| format!("sim.alipay_app_public_key_file: {e}"))?,
+            wechat_pay: wechat_pay::WechatSim::from_settings(s)?,
+            unionpay: unionpay::UnionpaySim::from_settings(s)?,
+            bank: bank::BankSim::from_settings(s)?,
         })
     }
 }
 
-/// The running simulator's shared state.
+/// The running simulator's shared state; each channel module's handlers reach it
+/// through `State<Arc<Sim>>`.
 #[derive(Debug)]
-struct Sim {
-    ledger: Ledger,
-    faults: FaultInjector,
-    latency: Duration,
+pub struct Sim {
+    pub(crate) ledger: Ledger,
+    pub(crate) faults: FaultInjector,
+    pub(crate) latency: Duration,
+    /// When asynchronous payouts settle (after `--settle-ms`).
+    pub(crate) settle: Duration,
     alipay: AlipaySim,
+    pub(crate) wechat_pay: wechat_pay::WechatSim,
+    pub(crate) unionpay: unionpay::UnionpaySim,
+    pub(crate) bank: bank::BankSim,
 }
 
 /// What goes back over HTTP.
@@ -99,6 +114,10 @@ impl Sim {
             ledger: Ledger::new(),
             faults: FaultInjector::new(opts.faults, opts.seed),
             latency: Duration::from_millis(opts.latency_ms),
+            settle: Duration::from_millis(opts.settle_ms),
+            wechat_pay: opts.wechat_pay,
+            unionpay: opts.unionpay,
+            bank: opts.bank,
             alipay: AlipaySim {
                 platform_key: opts.alipay_platform_key,
                 app_key: opts.alipay_app_key,
@@ -151,20 +170,32 @@ pub async fn serve(
     let app = Router::new()
         .route("/gateway.do", post(alipay_gateway))
         .route("/sim/ledger", get(ledger_view))
+        .merge(wechat_pay::routes())
+        .merge(unionpay::routes())
+        .merge(bank::routes())
         .with_state(sim);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
+impl Sim {
+    /// What every channel call goes through first: the configured latency, then a fault
+    /// draw (a latency spike is waited out here; the caller acts on the others).
+    pub(crate) async fn before_call(&self) -> Option<Fault> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let fault = self.faults.draw();
+        if fault == Some(Fault::LatencySpike) {
+            tokio::time::sleep(Duration::from_millis(faults::SPIKE_MS)).await;
+        }
+        fault
+    }
+}
+
 async fn alipay_gateway(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
-    if !sim.latency.is_zero() {
-        tokio::time::sleep(sim.latency).await;
-    }
-    let fault = sim.faults.draw();
-    if fault == Some(Fault::LatencySpike) {
-        tokio::time::sleep(Duration::from_millis(faults::SPIKE_MS)).await;
-    }
+    let fault = sim.before_call().await;
     // An unreadable form is treated as an empty one: Alipay's "missing method" answer.
     let params: BTreeMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let (reply, answer) = sim.alipay_call(fault, &params, Instant::now());
