@@ -29,7 +29,10 @@ pub struct Event {
 
 impl Event {
     fn new(kind: &str, subject: &WithdrawalId, time: DateTime<Utc>, data: Value) -> Self {
-        let id = format!("{}:{kind}", subject.as_str());
+        Self::with_id(format!("{}:{kind}", subject.as_str()), kind, subject, time, data)
+    }
+
+    fn with_id(id: String, kind: &str, subject: &WithdrawalId, time: DateTime<Utc>, data: Value) -> Self {
         let body = json!({
             "specversion": "1.0",
             "id": id,
@@ -134,20 +137,44 @@ pub fn terminal(w: &Withdrawal, legs: &[(&Leg, &LegRecord)], now: DateTime<Utc>)
     Event::new(kind, &w.id, now, data)
 }
 
+/// Why a withdrawal needs a person; part of the review event's id, so each kind of
+/// review is one event however often it is republished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewKind {
+    /// A leg the channel put in a state no machine can resolve.
+    Leg,
+    /// A pending payout outlived its channel's expected settlement time.
+    SettlementOverdue,
+    /// An outcome still unknown after the retry budget.
+    OutcomeUnknown,
+}
+
+impl ReviewKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Leg => "leg",
+            Self::SettlementOverdue => "settlement_overdue",
+            Self::OutcomeUnknown => "outcome_unknown",
+        }
+    }
+}
+
 /// `withdrawal.review_required`: funds stay frozen until a person decides.
 pub fn review(
     w: &Withdrawal,
     legs: &[(&Leg, &LegRecord)],
+    kind: ReviewKind,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Event {
-    Event::new(
+    Event::with_id(
+        format!("{}:{REVIEW_REQUIRED}:{}", w.id.as_str(), kind.as_str()),
         REVIEW_REQUIRED,
         &w.id,
         now,
         json!({
             "withdrawal_id": w.id, "account_id": w.account_id, "currency": w.currency,
-            "amount": w.amount, "reason": reason,
+            "amount": w.amount, "reason": reason, "review_kind": kind.as_str(),
             "legs": legs.iter().map(|(l, r)| leg_json(l, r)).collect::<Vec<_>>(),
         }),
     )

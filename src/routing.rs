@@ -289,6 +289,32 @@ mod tests {
         assert!(order_for(&w, &w.legs[0], RouteTaken::Designated).is_none());
     }
 
+    /// The cases of issue #3's acceptance list, against the default configuration.
+    #[test]
+    fn contract_rule_cases() {
+        let r = rules();
+        let now = at("2026-11-22T00:00:00Z");
+        let ago = |days: i64| (now - chrono::Duration::days(days)).to_rfc3339();
+        // Alipay top-up 13 months old, with a fallback card: paid to the card.
+        let w = withdrawal("alipay", "2025-10-22T00:00:00Z", None, true, "Zhang San");
+        assert_eq!(r.plan(&w, &w.legs[0], now), Plan::Pay(RouteTaken::Fallback));
+        let order = order_for(&w, &w.legs[0], RouteTaken::Fallback).unwrap();
+        assert_eq!(order.channel, ChannelKind::Bank);
+        // UnionPay top-up 4 months old, no fallback: original_route_expired.
+        let w = withdrawal("unionpay", "2026-07-22T00:00:00Z", None, false, "Zhang San");
+        assert!(matches!(r.plan(&w, &w.legs[0], now), Plan::Refuse { code: "original_route_expired", .. }));
+        // Online banking: CMB at 100 days and ICBC at 40 days expire; ICBC at 20 days is paid.
+        let w = withdrawal("bank", &ago(100), Some("China Merchants Bank"), false, "Zhang San");
+        assert!(matches!(r.plan(&w, &w.legs[0], now), Plan::Refuse { code: "original_route_expired", .. }));
+        let w = withdrawal("bank", &ago(40), Some("ICBC"), false, "Zhang San");
+        assert!(matches!(r.plan(&w, &w.legs[0], now), Plan::Refuse { code: "original_route_expired", .. }));
+        let w = withdrawal("bank", &ago(20), Some("ICBC"), false, "Zhang San");
+        assert_eq!(r.plan(&w, &w.legs[0], now), Plan::Pay(RouteTaken::Original));
+        // CMB at 80 days is still inside its 90.
+        let w = withdrawal("bank", &ago(80), Some("China Merchants Bank"), false, "Zhang San");
+        assert_eq!(r.plan(&w, &w.legs[0], now), Plan::Pay(RouteTaken::Original));
+    }
+
     proptest! {
         /// One second either side of any deadline decides the route, for every channel.
         #[test]

@@ -34,6 +34,16 @@ pub fn delay_queue(t: &TopologySettings, deferral: u32) -> (String, u64) {
     (format!("{}.{ms}ms", t.delay_prefix), ms)
 }
 
+/// The shortest delay queue that waits at least `wanted_ms` (the longest if none does).
+pub fn delay_queue_for(t: &TopologySettings, wanted_ms: u64) -> (String, u64) {
+    let i = t
+        .delay_tiers_ms
+        .iter()
+        .position(|ms| *ms >= wanted_ms)
+        .unwrap_or(t.delay_tiers_ms.len() - 1);
+    delay_queue(t, i as u32)
+}
+
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
@@ -153,5 +163,9 @@ mod tests {
         assert_eq!(delay_queue(&t, 0), ("payout.delay.200ms".into(), 200));
         assert_eq!(delay_queue(&t, 4).1, 300000);
         assert_eq!(delay_queue(&t, 99).1, 300000);
+        assert_eq!(delay_queue_for(&t, 1).1, 200);
+        assert_eq!(delay_queue_for(&t, 1000).1, 1000);
+        assert_eq!(delay_queue_for(&t, 1001).1, 5000);
+        assert_eq!(delay_queue_for(&t, 10_000_000).1, 300000);
     }
 }

@@ -186,6 +186,7 @@ fn order(leg: &str, target: Target) -> PayoutOrder {
         currency: Currency::parse("CNY", &["CNY".to_owned()]).unwrap(),
         target,
         memo: "withdrawal".into(),
+        requested_at: chrono::Utc::now(),
     }
 }
 

@@ -46,6 +46,9 @@ pub struct LegRecord {
     pub channel: ChannelKind,
     /// Requests sent under the leg's idempotency key so far.
     pub sends: u32,
+    /// When the first request left: settlement deadlines count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_sent_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,6 +65,7 @@ impl LegRecord {
             route: None,
             channel,
             sends: 0,
+            first_sent_at: None,
             reference: None,
             code: Some(code.to_owned()),
             reason: Some(reason.to_owned()),
@@ -81,6 +85,7 @@ impl LegRecord {
             route: Some(route),
             channel,
             sends: prev.map_or(0, |p| p.sends) + 1,
+            first_sent_at: Some(prev.and_then(|p| p.first_sent_at).unwrap_or(now)),
             reference: None,
             code: None,
             reason: None,

@@ -73,6 +73,8 @@ pub struct WithdrawalRecord {
     pub legs: HashMap<String, (String, LegRecord)>,
     /// The terminal event, exactly as first stored.
     pub outcome: Option<String>,
+    /// Review events already published (`review:<kind>` fields), so each is raised once.
+    pub reviews_raised: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -238,6 +240,15 @@ impl Store {
         }
     }
 
+    /// Notes that the review event of `kind` has been published for this withdrawal.
+    pub async fn note_review(&self, id: &WithdrawalId, kind: &str) -> Result<(), StoreError> {
+        let key = self.key(id);
+        let mut inv = scripts::NOTE.key(&key);
+        inv.arg(format!("review:{kind}")).arg(self.retention_secs);
+        self.run(inv).await?;
+        Ok(())
+    }
+
     /// Round-trip check for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
@@ -267,6 +278,8 @@ fn parse_record(fields: &[String]) -> Result<WithdrawalRecord, StoreError> {
             record.legs.insert(leg.to_owned(), (value.clone(), parsed));
         } else if name == "outcome" {
             record.outcome = Some(value.clone());
+        } else if let Some(kind) = name.strip_prefix("review:") {
+            record.reviews_raised.push(kind.to_owned());
         }
     }
     Ok(record)

@@ -66,3 +66,16 @@ return {'claimed'}
 "#,
     )
 });
+
+/// KEYS[1] record; ARGV: field, ttl. Sets a marker field on an existing record only (a
+/// marker must never create a record without its digest). → 1 | 0
+pub static NOTE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], 'digest') == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], '1')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"#,
+    )
+});

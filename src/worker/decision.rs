@@ -11,7 +11,7 @@
 
 use super::Worker;
 use crate::broker::headers::{self, long_string};
-use crate::broker::topology::delay_queue;
+use crate::broker::topology::{delay_queue, delay_queue_for};
 use crate::domain::Rejection;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -24,6 +24,9 @@ pub enum Decision {
     /// Redis unavailable).
     Defer {
         reason: String,
+        /// The wait wanted (a channel's polling schedule); `None`: back off by how often
+        /// the command was deferred already.
+        delay_ms: Option<u64>,
     },
     /// Never processable: keep it, byte-for-byte, in the dead-letter queue.
     DeadLetter(Rejection),
@@ -58,9 +61,12 @@ impl Worker {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Decision::Defer { reason } => {
+            Decision::Defer { reason, delay_ms } => {
                 let deferrals = headers::count(&delivery.properties, headers::ATTEMPT);
-                let (queue, ms) = delay_queue(t, deferrals);
+                let (queue, ms) = match delay_ms {
+                    Some(wanted) => delay_queue_for(t, *wanted),
+                    None => delay_queue(t, deferrals),
+                };
                 tracing::info!(%reason, deferrals = deferrals + 1, delay_ms = ms, "deferring command");
                 let props = headers::with_headers(
                     &delivery.properties,

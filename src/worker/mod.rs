@@ -7,6 +7,7 @@
 
 mod decision;
 mod legs;
+mod polling;
 mod step;
 
 pub use decision::Decision;

@@ -14,7 +14,7 @@ use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
 use crate::domain::command::{named_withdrawal, parse_json, parse_value};
 use crate::domain::{Leg, RejectCode, Rejection, Withdrawal};
-use crate::events::{self, Event};
+use crate::events::{self, Event, ReviewKind};
 use crate::store::{Claim, LegRecord, LegState, Rejected};
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -31,6 +31,7 @@ impl Worker {
                 tracing::warn!(error = %e, "step failed; the command will come back later");
                 Decision::Defer {
                     reason: e.to_string(),
+                    delay_ms: None,
                 }
             }
         }
@@ -125,28 +126,50 @@ impl Worker {
             return Ok(Decision::Ack);
         }
         if legs.iter().all(|(_, r)| r.state.is_settled()) {
+            // Final legs plus legs only a person can resolve: nothing left to poll.
             let reason = legs
                 .iter()
                 .find(|(_, r)| r.state == LegState::Review)
                 .and_then(|(_, r)| r.reason.clone())
                 .unwrap_or_else(|| "a leg needs a person".into());
-            self.publish(&events::review(w, &view, &reason, Utc::now()))
+            self.raise_review(w, &record.reviews_raised, &view, ReviewKind::Leg, &reason)
                 .await?;
             return Ok(Decision::Ack);
         }
+
+        // Something is still settling or unknown: look again later through the broker,
+        // raising review (once per kind) when it takes too long, and keep looking.
         let deferrals = headers::count(props, headers::ATTEMPT);
-        if deferrals + 1 >= self.settings.retry.max_deferrals {
-            let reason = format!(
-                "outcome still unresolved after {} checks; funds stay frozen",
-                deferrals + 1
-            );
-            self.publish(&events::review(w, &view, &reason, Utc::now()))
+        let plan = super::polling::plan(&self.settings, &view, deferrals, Utc::now());
+        if let Some((kind, reason)) = plan.review {
+            self.raise_review(w, &record.reviews_raised, &view, kind, &reason)
                 .await?;
-            return Ok(Decision::Ack);
         }
         Ok(Decision::Defer {
             reason: format!("withdrawal {} has legs still settling", w.id),
+            delay_ms: plan.delay_ms,
         })
+    }
+
+    /// Publishes `withdrawal.review_required` of `kind` unless it was raised before.
+    async fn raise_review(
+        &self,
+        w: &Withdrawal,
+        raised: &[String],
+        view: &[(&Leg, &LegRecord)],
+        kind: ReviewKind,
+        reason: &str,
+    ) -> Result<(), StepError> {
+        if raised.iter().any(|k| k == kind.as_str()) {
+            return Ok(());
+        }
+        tracing::warn!(withdrawal_id = %w.id, review = kind.as_str(), %reason, "withdrawal needs review; funds stay frozen");
+        self.publish(&events::review(w, view, kind, reason, Utc::now()))
+            .await?;
+        // Marked after the publish is confirmed: a crash in between republishes the
+        // same event id, which consumers deduplicate.
+        self.store.note_review(&w.id, kind.as_str()).await?;
+        Ok(())
     }
 
     /// An authentic command that cannot be processed: release its funds with a
