@@ -54,6 +54,7 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub timeout_ms: u64,
     pub retention_days: u32,
+    pub lease_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +75,9 @@ pub struct RulesSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetrySettings {
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub in_process_budget_ms: u64,
     pub max_deferrals: u32,
     pub settlement_margin_secs: u64,
 }

@@ -29,10 +29,22 @@ pub struct Event {
 
 impl Event {
     fn new(kind: &str, subject: &WithdrawalId, time: DateTime<Utc>, data: Value) -> Self {
-        Self::with_id(format!("{}:{kind}", subject.as_str()), kind, subject, time, data)
+        Self::with_id(
+            format!("{}:{kind}", subject.as_str()),
+            kind,
+            subject,
+            time,
+            data,
+        )
     }
 
-    fn with_id(id: String, kind: &str, subject: &WithdrawalId, time: DateTime<Utc>, data: Value) -> Self {
+    fn with_id(
+        id: String,
+        kind: &str,
+        subject: &WithdrawalId,
+        time: DateTime<Utc>,
+        data: Value,
+    ) -> Self {
         let body = json!({
             "specversion": "1.0",
             "id": id,

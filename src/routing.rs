@@ -302,16 +302,46 @@ mod tests {
         assert_eq!(order.channel, ChannelKind::Bank);
         // UnionPay top-up 4 months old, no fallback: original_route_expired.
         let w = withdrawal("unionpay", "2026-07-22T00:00:00Z", None, false, "Zhang San");
-        assert!(matches!(r.plan(&w, &w.legs[0], now), Plan::Refuse { code: "original_route_expired", .. }));
+        assert!(matches!(
+            r.plan(&w, &w.legs[0], now),
+            Plan::Refuse {
+                code: "original_route_expired",
+                ..
+            }
+        ));
         // Online banking: CMB at 100 days and ICBC at 40 days expire; ICBC at 20 days is paid.
-        let w = withdrawal("bank", &ago(100), Some("China Merchants Bank"), false, "Zhang San");
-        assert!(matches!(r.plan(&w, &w.legs[0], now), Plan::Refuse { code: "original_route_expired", .. }));
+        let w = withdrawal(
+            "bank",
+            &ago(100),
+            Some("China Merchants Bank"),
+            false,
+            "Zhang San",
+        );
+        assert!(matches!(
+            r.plan(&w, &w.legs[0], now),
+            Plan::Refuse {
+                code: "original_route_expired",
+                ..
+            }
+        ));
         let w = withdrawal("bank", &ago(40), Some("ICBC"), false, "Zhang San");
-        assert!(matches!(r.plan(&w, &w.legs[0], now), Plan::Refuse { code: "original_route_expired", .. }));
+        assert!(matches!(
+            r.plan(&w, &w.legs[0], now),
+            Plan::Refuse {
+                code: "original_route_expired",
+                ..
+            }
+        ));
         let w = withdrawal("bank", &ago(20), Some("ICBC"), false, "Zhang San");
         assert_eq!(r.plan(&w, &w.legs[0], now), Plan::Pay(RouteTaken::Original));
         // CMB at 80 days is still inside its 90.
-        let w = withdrawal("bank", &ago(80), Some("China Merchants Bank"), false, "Zhang San");
+        let w = withdrawal(
+            "bank",
+            &ago(80),
+            Some("China Merchants Bank"),
+            false,
+            "Zhang San",
+        );
         assert_eq!(r.plan(&w, &w.legs[0], now), Plan::Pay(RouteTaken::Original));
     }
 

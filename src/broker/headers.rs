@@ -7,6 +7,8 @@ pub const ERROR_CODE: &str = "x-payout-error-code";
 pub const ERROR_MESSAGE: &str = "x-payout-error";
 /// How many times a command has been deferred through the delay queues.
 pub const ATTEMPT: &str = "x-payout-attempt";
+/// Set by quorum queues on a redelivered message.
+pub const DELIVERY_COUNT: &str = "x-delivery-count";
 
 /// A header as text, whichever string type the publisher used.
 pub fn text(props: &BasicProperties, name: &str) -> Option<String> {

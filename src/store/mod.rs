@@ -83,6 +83,8 @@ pub enum Claim {
     Owned(WithdrawalRecord),
     /// Another command with different content owns the id.
     Conflict,
+    /// Another worker holds the lease: come back later.
+    Busy,
 }
 
 #[derive(Debug)]
@@ -112,6 +114,28 @@ pub struct Store {
     prefix: String,
     timeout: Duration,
     retention_secs: u64,
+    lease_ms: u64,
+}
+
+/// Who holds a lease: unique per process and delivery, so one worker's expired lease is
+/// never released by another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseOwner(String);
+
+impl LeaseOwner {
+    pub fn new() -> Self {
+        Self(format!(
+            "{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ))
+    }
+}
+
+impl Default for LeaseOwner {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Store {
@@ -148,11 +172,20 @@ impl Store {
             prefix: s.key_prefix.clone(),
             timeout,
             retention_secs: u64::from(s.retention_days) * 86_400,
+            lease_ms: s.lease_ms,
         })
     }
 
     pub fn key(&self, id: &WithdrawalId) -> String {
         format!("{}:{{{}}}", self.prefix, id.as_str())
+    }
+
+    fn lease_key(&self, id: &WithdrawalId) -> String {
+        format!("{}:lease", self.key(id))
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms
     }
 
     async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> Result<Value, StoreError> {
@@ -163,22 +196,32 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    /// Claims the id for the command with `digest`, or returns what is already known.
-    pub async fn claim(&self, id: &WithdrawalId, digest: &str) -> Result<Claim, StoreError> {
-        let key = self.key(id);
-        let script = &*scripts::CLAIM;
-        let mut inv = script.key(&key);
-        inv.arg(digest).arg(self.retention_secs);
+    /// Claims the id for the command with `digest` and takes the lease for `owner`, or
+    /// says who is in the way; returns what is already known.
+    pub async fn claim(
+        &self,
+        id: &WithdrawalId,
+        digest: &str,
+        owner: &LeaseOwner,
+    ) -> Result<Claim, StoreError> {
+        let (key, lease) = (self.key(id), self.lease_key(id));
+        let mut inv = scripts::CLAIM.key(&key);
+        inv.key(&lease)
+            .arg(digest)
+            .arg(self.retention_secs)
+            .arg(&owner.0)
+            .arg(self.lease_ms);
         let reply: Vec<String> = strings(self.run(inv).await?)?;
         match reply.split_first() {
             Some((status, _)) if status == "conflict" => Ok(Claim::Conflict),
+            Some((status, _)) if status == "busy" => Ok(Claim::Busy),
             Some((status, fields)) if status == "owned" => Ok(Claim::Owned(parse_record(fields)?)),
             _ => Err(StoreError::Protocol(format!("claim: {reply:?}"))),
         }
     }
 
     /// Sets a leg's record if it still reads `expected` ("" for absent); with `outcome`,
-    /// also stores the terminal event unless one is stored already.
+    /// also stores the terminal event unless one is stored already, and releases the lease.
     pub async fn transition(
         &self,
         id: &WithdrawalId,
@@ -186,15 +229,18 @@ impl Store {
         expected: &str,
         new: &LegRecord,
         outcome: Option<&str>,
+        owner: &LeaseOwner,
     ) -> Result<(Transition, String), StoreError> {
-        let key = self.key(id);
+        let (key, lease) = (self.key(id), self.lease_key(id));
         let new_text = serde_json::to_string(new).expect("leg records serialise");
         let mut inv = scripts::TRANSITION.key(&key);
-        inv.arg(format!("leg:{}", leg.as_str()))
+        inv.key(&lease)
+            .arg(format!("leg:{}", leg.as_str()))
             .arg(expected)
             .arg(&new_text)
             .arg(self.retention_secs)
-            .arg(outcome.unwrap_or(""));
+            .arg(outcome.unwrap_or(""))
+            .arg(&owner.0);
         let reply: Vec<String> = strings(self.run(inv).await?)?;
         let t = match reply.as_slice() {
             [status, outcome] if status == "applied" => Transition::Applied {
@@ -209,15 +255,20 @@ impl Store {
         Ok((t, new_text))
     }
 
-    /// Stores the terminal event unless one is stored; returns the stored one.
+    /// Stores the terminal event unless one is stored; returns the stored one. Releases
+    /// the lease.
     pub async fn finish(
         &self,
         id: &WithdrawalId,
         outcome: &str,
+        owner: &LeaseOwner,
     ) -> Result<Option<String>, StoreError> {
-        let key = self.key(id);
+        let (key, lease) = (self.key(id), self.lease_key(id));
         let mut inv = scripts::FINISH.key(&key);
-        inv.arg(outcome).arg(self.retention_secs);
+        inv.key(&lease)
+            .arg(outcome)
+            .arg(self.retention_secs)
+            .arg(&owner.0);
         let reply: Vec<String> = strings(self.run(inv).await?)?;
         match reply.as_slice() {
             [status, stored] if status == "stored" => Ok(Some(stored.clone())),
@@ -238,6 +289,25 @@ impl Store {
             [status] if status == "claimed" => Ok(Rejected::AlreadyClaimed),
             _ => Err(StoreError::Protocol(format!("reject: {reply:?}"))),
         }
+    }
+
+    /// Gives the lease up if we still hold it.
+    pub async fn release(&self, id: &WithdrawalId, owner: &LeaseOwner) -> Result<(), StoreError> {
+        let lease = self.lease_key(id);
+        let mut inv = scripts::RELEASE.key(&lease);
+        inv.arg(&owner.0);
+        self.run(inv).await?;
+        Ok(())
+    }
+
+    /// Extends our lease; `false` when it is no longer ours (expired, or Redis lost it).
+    pub async fn renew(&self, id: &WithdrawalId, owner: &LeaseOwner) -> Result<bool, StoreError> {
+        let lease = self.lease_key(id);
+        let mut inv = scripts::RENEW.key(&lease);
+        inv.arg(&owner.0).arg(self.lease_ms);
+        let renewed: i64 = redis::from_redis_value(self.run(inv).await?)
+            .map_err(|e| StoreError::Protocol(e.to_string()))?;
+        Ok(renewed == 1)
     }
 
     /// Notes that the review event of `kind` has been published for this withdrawal.

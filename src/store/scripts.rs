@@ -4,18 +4,31 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-/// KEYS[1] record; ARGV: digest, ttl.
-/// → {"owned", field, value, ...} | {"conflict"}
+// The lease (KEYS[2], `<record>:lease`, same hash tag) names the worker working on the
+// withdrawal. It is only ever released by its owner, checked on the server: never by a
+// read-compare-delete from the client.
+
+/// KEYS[1] record, KEYS[2] lease; ARGV: digest, ttl, owner, lease ms.
+/// → {"owned", field, value, ...} | {"conflict"} | {"busy"}
 pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local d = redis.call('HGET', KEYS[1], 'digest')
+if d and d ~= ARGV[1] then return {'conflict'} end
+if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then
+  -- Finished: nothing left to work on, so no lease is needed to republish.
+  local all = redis.call('HGETALL', KEYS[1])
+  table.insert(all, 1, 'owned')
+  return all
+end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[3] then return {'busy'} end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 if not d then
   redis.call('HSET', KEYS[1], 'digest', ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   return {'owned'}
 end
-if d ~= ARGV[1] then return {'conflict'} end
 local all = redis.call('HGETALL', KEYS[1])
 table.insert(all, 1, 'owned')
 return all
@@ -23,7 +36,8 @@ return all
     )
 });
 
-/// KEYS[1] record; ARGV: field, expected ("" = absent), new, ttl, outcome ("" = none).
+/// KEYS[1] record, KEYS[2] lease; ARGV: field, expected ("" = absent), new, ttl,
+/// outcome ("" = none), owner. Storing an outcome also releases our lease.
 /// → {"applied", stored outcome or ""} | {"stale", current} | {"lost"}
 pub static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -32,21 +46,46 @@ if redis.call('HEXISTS', KEYS[1], 'digest') == 0 then return {'lost'} end
 local cur = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 if cur ~= ARGV[2] then return {'stale', cur} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-if ARGV[5] ~= '' then redis.call('HSETNX', KEYS[1], 'outcome', ARGV[5]) end
+if ARGV[5] ~= '' then
+  redis.call('HSETNX', KEYS[1], 'outcome', ARGV[5])
+  if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('DEL', KEYS[2]) end
+end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {'applied', redis.call('HGET', KEYS[1], 'outcome') or ''}
 "#,
     )
 });
 
-/// KEYS[1] record; ARGV: outcome, ttl. → {"stored", outcome} | {"lost"}
+/// KEYS[1] record, KEYS[2] lease; ARGV: outcome, ttl, owner. Releases our lease.
+/// → {"stored", outcome} | {"lost"}
 pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 if redis.call('HEXISTS', KEYS[1], 'digest') == 0 then return {'lost'} end
 redis.call('HSETNX', KEYS[1], 'outcome', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {'stored', redis.call('HGET', KEYS[1], 'outcome')}
+"#,
+    )
+});
+
+/// KEYS[1] lease; ARGV: owner. → 1 released | 0 not ours
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#,
+    )
+});
+
+/// KEYS[1] lease; ARGV: owner, lease ms. → 1 renewed | 0 lost
+pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 "#,
     )
 });

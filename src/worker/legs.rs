@@ -7,12 +7,14 @@ use crate::channels::{ChannelOutcome, PayoutOrder};
 use crate::domain::{Leg, Withdrawal};
 use crate::events;
 use crate::routing::{order_for, Plan, RouteTaken};
-use crate::store::{LegRecord, Transition};
+use crate::store::{LeaseOwner, LegRecord, LegState, Transition};
 use chrono::Utc;
 
 /// A leg after this pass: its record and, if this pass stored the withdrawal's terminal
 /// event along with it, that event.
 pub(crate) struct LegPass {
+    /// The record's exact stored text (what the next compare-and-set expects).
+    pub raw: String,
     pub record: LegRecord,
     pub outcome: Option<String>,
 }
@@ -27,11 +29,38 @@ enum Next {
 const MAX_RACES: usize = 4;
 
 impl Worker {
-    pub(crate) async fn drive_leg(
+    /// One leg, with in-process retries while its outcome is unknown (see `retry.rs`).
+    ///
+    /// `seen_before`: this command was delivered before. Then even a leg with no record
+    /// is queried before the first send: its record may have been lost with Redis.
+    pub(crate) async fn pay_leg(
         &self,
         w: &Withdrawal,
+        owner: &LeaseOwner,
         leg: &Leg,
         prior: Option<&(String, LegRecord)>,
+        seen_before: bool,
+    ) -> Result<LegPass, StepError> {
+        let first = self.drive_leg(w, owner, leg, prior, seen_before).await?;
+        self.retry
+            .retry_while(
+                first,
+                |pass| pass.record.state == LegState::Unknown,
+                |pass| async move {
+                    self.drive_leg(w, owner, leg, Some(&(pass.raw, pass.record)), true)
+                        .await
+                },
+            )
+            .await
+    }
+
+    async fn drive_leg(
+        &self,
+        w: &Withdrawal,
+        owner: &LeaseOwner,
+        leg: &Leg,
+        prior: Option<&(String, LegRecord)>,
+        seen_before: bool,
     ) -> Result<LegPass, StepError> {
         let (mut raw, mut rec) = match prior {
             Some((raw, rec)) => (raw.clone(), Some(rec.clone())),
@@ -42,6 +71,7 @@ impl Worker {
             let next = match &rec {
                 Some(r) if r.state.is_settled() => {
                     return Ok(LegPass {
+                        raw: raw.clone(),
                         record: r.clone(),
                         outcome: None,
                     })
@@ -60,23 +90,32 @@ impl Worker {
                     Plan::Refuse { code, reason } => {
                         Next::Store(LegRecord::refused(leg.channel, code, &reason, now))
                     }
+                    Plan::Pay(route) if seen_before => Next::Query(route),
                     Plan::Pay(route) => Next::Send(route),
                 },
             };
             let result = match next {
-                Next::Store(record) => self.store_leg(w, leg, &raw, record).await?,
-                Next::Send(route) => self.send(w, leg, &raw, rec.as_ref(), route).await?,
+                Next::Store(record) => self.store_leg(w, owner, leg, &raw, record).await?,
+                Next::Send(route) => self.send(w, owner, leg, &raw, rec.as_ref(), route).await?,
                 Next::Query(route) => {
-                    let current = rec.clone().expect("query only for a stored leg");
+                    // A leg without a record (lost with Redis) is queried as if it might
+                    // have been sent; its first record then says what the channel knows.
+                    let current = rec.clone().unwrap_or_else(|| {
+                        let mut unknown = LegRecord::sending(None, route, leg.channel, now);
+                        unknown.sends = 0;
+                        unknown.state = LegState::Unknown;
+                        unknown
+                    });
                     let Some(order) = order_for(w, leg, route) else {
                         return Err(StepError::Inconsistent("stored route does not fit the leg"));
                     };
                     let answer = self.channels.query(&order).await;
                     tracing::info!(leg = %leg.id, channel = %order.channel, answer = ?answer, "queried channel");
                     if answer == ChannelOutcome::NotFound {
-                        self.send(w, leg, &raw, Some(&current), route).await?
+                        self.send(w, owner, leg, &raw, Some(&current), route)
+                            .await?
                     } else {
-                        self.store_leg(w, leg, &raw, current.after(&answer, Utc::now()))
+                        self.store_leg(w, owner, leg, &raw, current.after(&answer, Utc::now()))
                             .await?
                     }
                 }
@@ -96,6 +135,7 @@ impl Worker {
     async fn send(
         &self,
         w: &Withdrawal,
+        owner: &LeaseOwner,
         leg: &Leg,
         raw: &str,
         prev: Option<&LegRecord>,
@@ -107,7 +147,7 @@ impl Worker {
             ));
         };
         let sending = LegRecord::sending(prev, route, order.channel, Utc::now());
-        let sending_raw = match self.cas(w, leg, raw, &sending, None).await? {
+        let sending_raw = match self.cas(w, owner, leg, raw, &sending, None).await? {
             Ok((stored_raw, _)) => stored_raw,
             Err(stale) => return Ok(Err(stale)),
         };
@@ -115,7 +155,7 @@ impl Worker {
         tracing::info!(leg = %leg.id, channel = %order.channel, route = route.as_str(),
             sends = sending.sends, answer = ?answer, "paid through channel");
         let after = sending.after(&answer, Utc::now());
-        self.store_leg(w, leg, &sending_raw, after).await
+        self.store_leg(w, owner, leg, &sending_raw, after).await
     }
 
     async fn pay(&self, order: &PayoutOrder) -> ChannelOutcome {
@@ -127,6 +167,7 @@ impl Worker {
     async fn store_leg(
         &self,
         w: &Withdrawal,
+        owner: &LeaseOwner,
         leg: &Leg,
         raw: &str,
         record: LegRecord,
@@ -134,9 +175,10 @@ impl Worker {
         let outcome = (w.legs.len() == 1 && record.state.is_final())
             .then(|| events::terminal(w, &[(leg, &record)], Utc::now()).body);
         Ok(self
-            .cas(w, leg, raw, &record, outcome.as_deref())
+            .cas(w, owner, leg, raw, &record, outcome.as_deref())
             .await?
-            .map(|(_, stored_outcome)| LegPass {
+            .map(|(raw, stored_outcome)| LegPass {
+                raw,
                 record,
                 outcome: stored_outcome,
             }))
@@ -148,6 +190,7 @@ impl Worker {
     async fn cas(
         &self,
         w: &Withdrawal,
+        owner: &LeaseOwner,
         leg: &Leg,
         expected: &str,
         record: &LegRecord,
@@ -155,7 +198,7 @@ impl Worker {
     ) -> Result<Result<(String, Option<String>), (String, Option<LegRecord>)>, StepError> {
         let (t, new_text) = self
             .store
-            .transition(&w.id, &leg.id, expected, record, outcome)
+            .transition(&w.id, &leg.id, expected, record, outcome, owner)
             .await?;
         match t {
             Transition::Applied { outcome } => Ok(Ok((new_text, outcome))),

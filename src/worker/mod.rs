@@ -8,6 +8,7 @@
 mod decision;
 mod legs;
 mod polling;
+pub mod retry;
 mod step;
 
 pub use decision::Decision;
@@ -65,6 +66,7 @@ pub struct Worker {
     settings: Arc<Settings>,
     keys: Arc<KeyRing>,
     rules: Arc<Rules>,
+    retry: retry::RetryPolicy,
     store: Store,
     channels: Channels,
     publisher: Publisher,
@@ -81,6 +83,7 @@ impl Worker {
             KeyRing::parse(settings.auth.hmac_keys.expose_secret()).map_err(WorkerError::Keys)?;
         Ok(Self {
             rules: Arc::new(Rules::from_settings(&settings.rules)),
+            retry: retry::RetryPolicy::from_settings(&settings.retry),
             keys: Arc::new(keys),
             settings,
             store,

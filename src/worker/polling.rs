@@ -105,10 +105,16 @@ mod tests {
         let l = leg();
         let r = record(LegState::Pending, ChannelKind::Bank, now);
         let p = plan(&s, &[(&l, &r)], 0, now);
-        assert_eq!(p.delay_ms, Some(s.channels.bank.settlement.poll_schedule_ms[0]));
+        assert_eq!(
+            p.delay_ms,
+            Some(s.channels.bank.settlement.poll_schedule_ms[0])
+        );
         assert_eq!(p.review, None);
         let p = plan(&s, &[(&l, &r)], 99, now);
-        assert_eq!(p.delay_ms, s.channels.bank.settlement.poll_schedule_ms.last().copied());
+        assert_eq!(
+            p.delay_ms,
+            s.channels.bank.settlement.poll_schedule_ms.last().copied()
+        );
         assert_eq!(p.review, None, "pending is not unknown: no review by count");
     }
 
@@ -118,12 +124,21 @@ mod tests {
         let l = leg();
         let sent = Utc::now();
         let limit = chrono::Duration::seconds(
-            (s.channels.bank.settlement.expected_settlement_secs + s.retry.settlement_margin_secs) as i64,
+            (s.channels.bank.settlement.expected_settlement_secs + s.retry.settlement_margin_secs)
+                as i64,
         );
         let r = record(LegState::Pending, ChannelKind::Bank, sent);
         assert_eq!(plan(&s, &[(&l, &r)], 3, sent + limit).review, None);
-        let p = plan(&s, &[(&l, &r)], 3, sent + limit + chrono::Duration::seconds(1));
-        assert_eq!(p.review.map(|(k, _)| k), Some(ReviewKind::SettlementOverdue));
+        let p = plan(
+            &s,
+            &[(&l, &r)],
+            3,
+            sent + limit + chrono::Duration::seconds(1),
+        );
+        assert_eq!(
+            p.review.map(|(k, _)| k),
+            Some(ReviewKind::SettlementOverdue)
+        );
         assert!(p.delay_ms.is_some(), "polling continues");
     }
 
@@ -134,7 +149,13 @@ mod tests {
         let now = Utc::now();
         let r = record(LegState::Unknown, ChannelKind::Alipay, now);
         let p = plan(&s, &[(&l, &r)], 0, now);
-        assert_eq!(p, PollPlan { delay_ms: None, review: None });
+        assert_eq!(
+            p,
+            PollPlan {
+                delay_ms: None,
+                review: None
+            }
+        );
         let p = plan(&s, &[(&l, &r)], s.retry.max_deferrals - 1, now);
         assert_eq!(p.review.map(|(k, _)| k), Some(ReviewKind::OutcomeUnknown));
     }

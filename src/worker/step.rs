@@ -13,9 +13,10 @@ use super::{Decision, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
 use crate::domain::command::{named_withdrawal, parse_json, parse_value};
+use crate::domain::WithdrawalId;
 use crate::domain::{Leg, RejectCode, Rejection, Withdrawal};
 use crate::events::{self, Event, ReviewKind};
-use crate::store::{Claim, LegRecord, LegState, Rejected};
+use crate::store::{Claim, LeaseOwner, LegRecord, LegState, Rejected, Store, WithdrawalRecord};
 use chrono::Utc;
 use futures_util::future::join_all;
 use lapin::BasicProperties;
@@ -77,7 +78,8 @@ impl Worker {
         w: &Withdrawal,
         props: &BasicProperties,
     ) -> Result<Decision, StepError> {
-        let record = match self.store.claim(&w.id, &w.digest).await? {
+        let owner = LeaseOwner::new();
+        let record = match self.store.claim(&w.id, &w.digest, &owner).await? {
             Claim::Conflict => {
                 return Ok(Decision::DeadLetter(Rejection::new(
                     RejectCode::DuplicateConflict,
@@ -87,19 +89,54 @@ impl Worker {
                     ),
                 )))
             }
+            Claim::Busy => {
+                // Another worker is on it (a duplicate delivery): look again shortly,
+                // without spinning and without dropping the message.
+                tracing::info!(withdrawal_id = %w.id, "lease held by another worker; deferring");
+                return Ok(Decision::Defer {
+                    reason: format!("withdrawal {} is being worked on elsewhere", w.id),
+                    delay_ms: Some(0),
+                });
+            }
             Claim::Owned(record) => record,
         };
         if let Some(stored) = &record.outcome {
+            // Finished before: republish the stored event (no lease was taken).
             self.publish_stored(stored).await?;
             return Ok(Decision::Ack);
         }
+        // We hold the lease: keep it alive while channel calls run, give it back after.
+        // Storing the terminal outcome releases it in the same script; every other
+        // ending releases it here.
+        let _renewal = LeaseRenewal::start(&self.store, &w.id, &owner);
+        let worked = self.work(w, &owner, record, props).await;
+        if !matches!(worked, Ok((_, Released::WithOutcome))) {
+            if let Err(e) = self.store.release(&w.id, &owner).await {
+                tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+            }
+        }
+        worked.map(|(decision, _)| decision)
+    }
+
+    /// Pays the legs of a claimed withdrawal and decides what happens to the delivery.
+    async fn work(
+        &self,
+        w: &Withdrawal,
+        owner: &LeaseOwner,
+        record: WithdrawalRecord,
+        props: &BasicProperties,
+    ) -> Result<(Decision, Released), StepError> {
         if record.legs.is_empty() {
             self.publish(&events::processing(w, Utc::now())).await?;
         }
+        // Delivered before (a broker redelivery or one of our deferrals): the leg records
+        // may have been lost, so legs without one are queried before any send.
+        let seen_before = headers::count(props, headers::ATTEMPT) > 0
+            || headers::count(props, headers::DELIVERY_COUNT) > 0;
 
         let passes = join_all(w.legs.iter().map(|leg| {
             let span = tracing::info_span!("leg", leg_id = %leg.id, channel = %leg.channel);
-            self.drive_leg(w, leg, record.legs.get(leg.id.as_str()))
+            self.pay_leg(w, owner, leg, record.legs.get(leg.id.as_str()), seen_before)
                 .instrument(span)
         }))
         .await;
@@ -117,13 +154,13 @@ impl Worker {
                 Some(s) => s,
                 None => self
                     .store
-                    .finish(&w.id, &events::terminal(w, &view, Utc::now()).body)
+                    .finish(&w.id, &events::terminal(w, &view, Utc::now()).body, owner)
                     .await?
                     .ok_or(StepError::StateLost)?,
             };
             self.publish_stored(&stored).await?;
             tracing::info!(withdrawal_id = %w.id, "withdrawal complete");
-            return Ok(Decision::Ack);
+            return Ok((Decision::Ack, Released::WithOutcome));
         }
         if legs.iter().all(|(_, r)| r.state.is_settled()) {
             // Final legs plus legs only a person can resolve: nothing left to poll.
@@ -134,7 +171,7 @@ impl Worker {
                 .unwrap_or_else(|| "a leg needs a person".into());
             self.raise_review(w, &record.reviews_raised, &view, ReviewKind::Leg, &reason)
                 .await?;
-            return Ok(Decision::Ack);
+            return Ok((Decision::Ack, Released::No));
         }
 
         // Something is still settling or unknown: look again later through the broker,
@@ -145,10 +182,13 @@ impl Worker {
             self.raise_review(w, &record.reviews_raised, &view, kind, &reason)
                 .await?;
         }
-        Ok(Decision::Defer {
-            reason: format!("withdrawal {} has legs still settling", w.id),
-            delay_ms: plan.delay_ms,
-        })
+        Ok((
+            Decision::Defer {
+                reason: format!("withdrawal {} has legs still settling", w.id),
+                delay_ms: plan.delay_ms,
+            },
+            Released::No,
+        ))
     }
 
     /// Publishes `withdrawal.review_required` of `kind` unless it was raised before.
@@ -215,5 +255,45 @@ impl Worker {
             .await?;
         tracing::info!(event = %event.kind, id = %event.id, "event published");
         Ok(())
+    }
+}
+
+/// Whether storing the outcome already gave the lease back.
+enum Released {
+    WithOutcome,
+    No,
+}
+
+/// Renews a lease every third of its time until dropped. If the lease is lost anyway
+/// (Redis restarted, a pause longer than the lease), another worker may start on the
+/// withdrawal: correctness does not rest on the lease, because every leg is queried by
+/// its idempotency key before any resend and the channel refuses to pay a key twice.
+struct LeaseRenewal(tokio::task::JoinHandle<()>);
+
+impl LeaseRenewal {
+    fn start(store: &Store, id: &WithdrawalId, owner: &LeaseOwner) -> Self {
+        let (store, id, owner) = (store.clone(), id.clone(), owner.clone());
+        let every = std::time::Duration::from_millis((store.lease_ms() / 3).max(1));
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match store.renew(&id, &owner).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(withdrawal_id = %id, "lease lost while working; idempotency keys still guard every leg");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(withdrawal_id = %id, error = %e, "could not renew the lease")
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for LeaseRenewal {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
