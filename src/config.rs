@@ -32,6 +32,7 @@ pub struct AmqpSettings {
     pub connect_timeout_ms: u64,
     pub heartbeat_secs: u16,
     pub connection_name: String,
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +163,7 @@ impl ChannelSettings {
 pub struct SimSettings {
     pub listen: String,
     pub faults: f64,
+    pub fault_kinds: Vec<String>,
     pub seed: u64,
     pub latency_ms: u64,
     pub settle_ms: u64,
@@ -235,6 +237,7 @@ impl Settings {
                     .with_list_parse_key("redis.urls")
                     .with_list_parse_key("rules.currencies")
                     .with_list_parse_key("topology.delay_tiers_ms")
+                    .with_list_parse_key("sim.fault_kinds")
                     .with_list_parse_key("channels.alipay.poll_schedule_ms")
                     .with_list_parse_key("channels.wechat_pay.poll_schedule_ms")
                     .with_list_parse_key("channels.unionpay.poll_schedule_ms")

@@ -7,6 +7,8 @@ pub const ERROR_CODE: &str = "x-payout-error-code";
 pub const ERROR_MESSAGE: &str = "x-payout-error";
 /// How many times a command has been deferred through the delay queues.
 pub const ATTEMPT: &str = "x-payout-attempt";
+/// How many times a command waited for another worker's lease.
+pub const LEASE_WAITS: &str = "x-payout-lease-waits";
 /// Set by quorum queues on a redelivered message.
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
 

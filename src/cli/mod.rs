@@ -39,6 +39,10 @@ pub enum Command {
         /// Fraction of calls that get a random fault.
         #[arg(long)]
         faults: Option<f64>,
+        /// Only these fault kinds (comma-separated; default all): bad_gateway,
+        /// unavailable, system_error, lost_answer, latency_spike.
+        #[arg(long, value_delimiter = ',')]
+        fault_kinds: Option<Vec<String>>,
         /// Seed for the fault draws.
         #[arg(long)]
         seed: Option<u64>,
@@ -102,6 +106,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Sim {
             listen,
             faults,
+            fault_kinds,
             seed,
             latency_ms,
             settle_ms,
@@ -109,6 +114,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             let s = &mut settings.sim;
             s.listen = listen.unwrap_or(s.listen.clone());
             s.faults = faults.unwrap_or(s.faults);
+            s.fault_kinds = fault_kinds.unwrap_or(s.fault_kinds.clone());
             s.seed = seed.unwrap_or(s.seed);
             s.latency_ms = latency_ms.unwrap_or(s.latency_ms);
             s.settle_ms = settle_ms.unwrap_or(s.settle_ms);

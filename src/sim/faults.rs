@@ -44,6 +44,21 @@ impl Fault {
         matches!(self, Fault::LostAnswer | Fault::LatencySpike)
     }
 
+    /// The names `--fault-kinds` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::BadGateway => "bad_gateway",
+            Fault::ServiceUnavailable => "unavailable",
+            Fault::SystemError => "system_error",
+            Fault::LostAnswer => "lost_answer",
+            Fault::LatencySpike => "latency_spike",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Fault::BadGateway => "fault:502",
@@ -59,14 +74,26 @@ impl Fault {
 #[derive(Debug)]
 pub struct FaultInjector {
     rate: f64,
+    /// The kinds drawn from (all by default; tests and chaos runs narrow it).
+    kinds: Vec<Fault>,
     // A std Mutex: the lock is never held across an await.
     rng: Mutex<ChaCha8Rng>,
 }
 
 impl FaultInjector {
     pub fn new(rate: f64, seed: u64) -> Self {
+        Self::with_kinds(rate, seed, Fault::ALL.to_vec())
+    }
+
+    /// Faults of the given kinds only (an empty list means all).
+    pub fn with_kinds(rate: f64, seed: u64, kinds: Vec<Fault>) -> Self {
         Self {
             rate: rate.clamp(0.0, 1.0),
+            kinds: if kinds.is_empty() {
+                Fault::ALL.to_vec()
+            } else {
+                kinds
+            },
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
         }
     }
@@ -76,8 +103,8 @@ impl FaultInjector {
     pub fn draw(&self) -> Option<Fault> {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         let roll: f64 = rng.random();
-        let kind = rng.random_range(0..Fault::ALL.len());
-        (roll < self.rate).then(|| Fault::ALL[kind])
+        let kind = rng.random_range(0..self.kinds.len());
+        (roll < self.rate).then(|| self.kinds[kind])
     }
 }
 
@@ -105,6 +132,16 @@ mod tests {
         for kind in Fault::ALL {
             assert!(all.contains(&Some(kind)), "{kind:?} never drawn");
         }
+    }
+
+    #[test]
+    fn kinds_narrow_the_draw_and_names_round_trip() {
+        let f = FaultInjector::with_kinds(1.0, 3, vec![Fault::LostAnswer]);
+        assert!((0..50).all(|_| f.draw() == Some(Fault::LostAnswer)));
+        for kind in Fault::ALL {
+            assert_eq!(Fault::parse(kind.name()), Some(kind));
+        }
+        assert_eq!(Fault::parse("nope"), None);
     }
 
     #[test]

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 pub struct SimOptions {
     /// Fraction of gateway calls that get a fault (0 to 1).
     pub faults: f64,
+    /// The fault kinds drawn from (empty: all).
+    pub fault_kinds: Vec<Fault>,
     pub seed: u64,
     /// Added to every gateway call.
     pub latency_ms: u64,
@@ -68,8 +70,22 @@ impl SimOptions {
             DEV_APP_PUBLIC_KEY,
             "alipay app public key",
         )?;
+        let fault_kinds = s
+            .fault_kinds
+            .iter()
+            .map(|k| {
+                Fault::parse(k).ok_or_else(|| {
+                    let known: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+                    format!(
+                        "sim.fault_kinds: unknown fault {k:?} (known: {})",
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             faults: s.faults,
+            fault_kinds,
             seed: s.seed,
             latency_ms: s.latency_ms,
             settle_ms: s.settle_ms,
@@ -112,7 +128,7 @@ impl Sim {
     fn new(opts: SimOptions) -> Self {
         Self {
             ledger: Ledger::new(),
-            faults: FaultInjector::new(opts.faults, opts.seed),
+            faults: FaultInjector::with_kinds(opts.faults, opts.seed, opts.fault_kinds),
             latency: Duration::from_millis(opts.latency_ms),
             settle: Duration::from_millis(opts.settle_ms),
             wechat_pay: opts.wechat_pay,

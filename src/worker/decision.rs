@@ -24,9 +24,13 @@ pub enum Decision {
     /// Redis unavailable).
     Defer {
         reason: String,
-        /// The wait wanted (a channel's polling schedule); `None`: back off by how often
-        /// the command was deferred already.
+        /// The wait wanted (a channel's polling schedule); `None`: back off by the
+        /// counter's value.
         delay_ms: Option<u64>,
+        /// The header that counts this kind of wait: `x-payout-attempt` for the work
+        /// itself, `x-payout-lease-waits` for waiting on another worker's lease (which
+        /// must not use up the work's retry budget).
+        counter: &'static str,
     },
     /// Never processable: keep it, byte-for-byte, in the dead-letter queue.
     DeadLetter(Rejection),
@@ -61,8 +65,12 @@ impl Worker {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Decision::Defer { reason, delay_ms } => {
-                let deferrals = headers::count(&delivery.properties, headers::ATTEMPT);
+            Decision::Defer {
+                reason,
+                delay_ms,
+                counter,
+            } => {
+                let deferrals = headers::count(&delivery.properties, counter);
                 let (queue, ms) = match delay_ms {
                     Some(wanted) => delay_queue_for(t, *wanted),
                     None => delay_queue(t, deferrals),

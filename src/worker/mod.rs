@@ -179,12 +179,18 @@ async fn consume(
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
     }
-    // Every permit back means every spawned delivery has been settled.
-    let _all = permits
-        .acquire_many(u32::from(prefetch))
-        .await
-        .expect("the semaphore is never closed");
+    // Every permit back means every spawned delivery has been settled. Past the grace
+    // period the rest stay unacked and return to the queue when the connection closes;
+    // every state change is one atomic script, so nothing is half-recorded.
+    let grace = Duration::from_millis(settings.amqp.shutdown_grace_ms);
+    match tokio::time::timeout(grace, permits.acquire_many(u32::from(prefetch))).await {
+        Ok(_) => tracing::info!("drained"),
+        Err(_) => tracing::warn!(
+            in_flight = usize::from(prefetch) - permits.available_permits(),
+            ?grace,
+            "grace period over: leaving the rest unacked for redelivery"
+        ),
+    }
     let _ = conn.close(200, "payout-worker stopping".into()).await;
-    tracing::info!("drained");
     ended
 }

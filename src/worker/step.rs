@@ -33,6 +33,7 @@ impl Worker {
                 Decision::Defer {
                     reason: e.to_string(),
                     delay_ms: None,
+                    counter: headers::ATTEMPT,
                 }
             }
         }
@@ -95,7 +96,8 @@ impl Worker {
                 tracing::info!(withdrawal_id = %w.id, "lease held by another worker; deferring");
                 return Ok(Decision::Defer {
                     reason: format!("withdrawal {} is being worked on elsewhere", w.id),
-                    delay_ms: Some(0),
+                    delay_ms: None,
+                    counter: headers::LEASE_WAITS,
                 });
             }
             Claim::Owned(record) => record,
@@ -131,8 +133,13 @@ impl Worker {
         }
         // Delivered before (a broker redelivery or one of our deferrals): the leg records
         // may have been lost, so legs without one are queried before any send.
-        let seen_before = headers::count(props, headers::ATTEMPT) > 0
-            || headers::count(props, headers::DELIVERY_COUNT) > 0;
+        let seen_before = [
+            headers::ATTEMPT,
+            headers::LEASE_WAITS,
+            headers::DELIVERY_COUNT,
+        ]
+        .iter()
+        .any(|h| headers::count(props, h) > 0);
 
         let passes = join_all(w.legs.iter().map(|leg| {
             let span = tracing::info_span!("leg", leg_id = %leg.id, channel = %leg.channel);
@@ -186,6 +193,7 @@ impl Worker {
             Decision::Defer {
                 reason: format!("withdrawal {} has legs still settling", w.id),
                 delay_ms: plan.delay_ms,
+                counter: headers::ATTEMPT,
             },
             Released::No,
         ))

@@ -10,6 +10,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use payout_worker::broker::{self, topology, Publisher};
 use payout_worker::config::Settings;
 use payout_worker::shutdown::{self, ShutdownTrigger};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -56,12 +57,21 @@ pub struct TestApp {
     sim_stop: ShutdownTrigger,
     workers: Vec<(ShutdownTrigger, JoinHandle<()>)>,
     events_queue: String,
+    pub vhost: Option<String>,
+    pub redis: Option<OwnRedis>,
 }
 
 pub struct Options {
     pub sim_latency_ms: u64,
     pub settle_ms: u64,
     pub prefetch: u16,
+    /// Fraction of simulator calls that fault, and which kinds (empty: all).
+    pub sim_faults: f64,
+    pub sim_fault_kinds: Vec<&'static str>,
+    /// A RabbitMQ vhost of its own (for tests that cut connections).
+    pub own_vhost: bool,
+    /// A redis-server of its own on a free port (for tests that flush, stop or restart it).
+    pub own_redis: bool,
 }
 
 impl Default for Options {
@@ -70,7 +80,94 @@ impl Default for Options {
             sim_latency_ms: 0,
             settle_ms: 200,
             prefetch: 32,
+            sim_faults: 0.0,
+            sim_fault_kinds: Vec::new(),
+            own_vhost: false,
+            own_redis: false,
         }
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A redis-server of a test's own, on a free port, keeping nothing on disk.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Self { port, child: None };
+        r.resume();
+        r
+    }
+
+    /// (Re)starts the server on the same port, empty.
+    pub fn resume(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("redis-server on {} did not start", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn flush(&self) {
+        let ok = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "FLUSHALL"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -124,6 +221,20 @@ impl TestApp {
         settings.amqp.prefetch = opts.prefetch;
         settings.sim.latency_ms = opts.sim_latency_ms;
         settings.sim.settle_ms = opts.settle_ms;
+        settings.sim.faults = opts.sim_faults;
+        settings.sim.fault_kinds = opts.sim_fault_kinds.iter().map(|k| k.to_string()).collect();
+        let vhost = opts.own_vhost.then(|| {
+            let vhost = unique("vh");
+            rabbitmqctl(&["add_vhost", &vhost]);
+            rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+            settings.amqp.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}").into();
+            vhost
+        });
+        let redis = opts.own_redis.then(|| {
+            let r = OwnRedis::start();
+            settings.redis.urls = vec![r.url().into()];
+            r
+        });
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -181,7 +292,28 @@ impl TestApp {
             sim_stop,
             workers: Vec::new(),
             events_queue,
+            vhost,
+            redis,
         }
+    }
+
+    /// Closes every broker connection of this test's workers (not the harness's own),
+    /// as an operator or a network fault would.
+    pub fn close_worker_connections(&self) -> usize {
+        let name = format!(
+            "{{\"connection_name\",\"{}\"}}",
+            self.settings.amqp.connection_name
+        );
+        let listing = rabbitmqctl(&["list_connections", "pid", "client_properties", "--quiet"]);
+        let pids: Vec<&str> = listing
+            .lines()
+            .filter(|l| l.contains(&name))
+            .filter_map(|l| l.split('\t').next())
+            .collect();
+        for pid in &pids {
+            rabbitmqctl(&["close_connection", pid, "fault injected by test"]);
+        }
+        pids.len()
     }
 
     /// Starts a worker in this process (its own broker connection).
@@ -286,6 +418,12 @@ impl TestApp {
                 .await;
         }
         let _ = self.conn.close(200, "test done".into()).await;
+        if let Some(vhost) = &self.vhost {
+            rabbitmqctl(&["delete_vhost", vhost]);
+        }
+        if self.redis.is_some() {
+            return; // its own server goes away with it
+        }
         if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") {
             if let Ok(mut c) = client.get_multiplexed_async_connection().await {
                 let keys: Vec<String> = redis::cmd("KEYS")
