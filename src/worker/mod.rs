@@ -56,6 +56,8 @@ pub enum WorkerError {
     Channels(#[from] ChannelSetupError),
     #[error("the broker cancelled our consumer (queue deleted or node lost)")]
     ConsumerCancelled,
+    #[error("the publishing channel was closed")]
+    PublishingClosed,
     #[error("configuration key `auth.hmac_keys`: {0}")]
     Keys(String),
 }
@@ -151,6 +153,10 @@ async fn consume(
     let permits = Arc::new(Semaphore::new(usize::from(prefetch)));
     tracing::info!(queue = %settings.topology.work_queue, prefetch, "consuming");
 
+    // A closed publishing channel (a server-side channel close) would make every
+    // settle fail while deliveries keep arriving: check it, and end the session.
+    let mut health = tokio::time::interval(Duration::from_secs(1));
+    let publishing = worker.publisher.channel().clone();
     let ended: Result<(), WorkerError> = loop {
         let permit = tokio::select! {
             _ = shutdown.wait() => break Ok(()),
@@ -158,6 +164,12 @@ async fn consume(
         };
         let delivery = tokio::select! {
             _ = shutdown.wait() => break Ok(()),
+            _ = health.tick() => {
+                if publishing.status().connected() {
+                    continue;
+                }
+                break Err(WorkerError::PublishingClosed);
+            }
             d = consumer.next() => d,
         };
         match delivery {
