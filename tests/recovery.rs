@@ -8,7 +8,7 @@ use common::*;
 use std::collections::HashSet;
 
 fn mixed(i: usize) -> Vec<serde_json::Value> {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         vec![transfer_leg("1", "6.00", "zs@example.com")]
     } else {
         vec![refund_leg("1", "9.00", &format!("2026{i:08}55"))]
