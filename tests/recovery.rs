@@ -253,3 +253,56 @@ async fn an_outcome_that_stays_unknown_goes_to_review_never_to_failed() {
     );
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn an_error_storm_on_one_channel_pays_everything_once_while_other_channels_flow() {
+    let mut app = TestApp::spawn("storm", Options::default()).await;
+    // A second simulator, storming: half of all Alipay calls get a 502, "unavailable" or
+    // a system error. The bank channel stays on the calm one.
+    let mut stormy = app.settings.sim.clone();
+    stormy.faults = 0.5;
+    stormy.fault_kinds = vec![
+        "bad_gateway".into(),
+        "unavailable".into(),
+        "system_error".into(),
+    ];
+    stormy.seed = 7;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let storm_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, mut stopped) = payout_worker::shutdown::channel();
+    tokio::spawn(payout_worker::sim::serve(
+        payout_worker::sim::SimOptions::from_settings(&stormy).unwrap(),
+        listener,
+        async move { stopped.wait().await },
+    ));
+    app.settings.channels.alipay.gateway_url = format!("{storm_url}/gateway.do");
+    app.settings.channels.bank.base_url = format!("{}/bank", app.sim_url);
+    app.settings.channels.bank.settlement.poll_schedule_ms = vec![100, 200];
+    app.start_worker();
+
+    let mut ids = HashSet::new();
+    for i in 0..30 {
+        let a = unique(&format!("wd-storm-alipay-{i}"));
+        app.publish_signed(&withdrawal(&a, mixed(i))).await;
+        let b = unique(&format!("wd-storm-bank-{i}"));
+        let card = serde_json::json!({"leg_id": "1", "amount": "8.00", "route": "designated", "channel": "bank",
+            "payee": {"kind": "bank_card", "name": "Zhang San", "account_no": format!("62220202{i:08}77"), "bank_name": "ICBC"}});
+        app.publish_signed(&withdrawal(&b, vec![card])).await;
+        ids.insert(a);
+        ids.insert(b);
+    }
+    let terminal = app.until_terminal(&ids).await;
+    assert_all_succeeded(&terminal);
+    let mut ledger = app.ledger().await;
+    ledger.extend(
+        reqwest::get(format!("{storm_url}/sim/ledger"))
+            .await
+            .unwrap()
+            .json::<Vec<serde_json::Value>>()
+            .await
+            .unwrap(),
+    );
+    assert_each_paid_once(&ledger, 60);
+    stop.trigger();
+    app.teardown().await;
+}
