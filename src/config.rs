@@ -23,6 +23,13 @@ pub struct Settings {
     pub channels: ChannelSettings,
     pub sim: SimSettings,
     pub log: LogSettings,
+    pub ops: OpsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsSettings {
+    /// Metrics and health endpoint; empty: none.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

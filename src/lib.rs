@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod ops;
 pub mod routing;
 pub mod shutdown;
 pub mod sim;

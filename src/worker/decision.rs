@@ -13,6 +13,7 @@ use super::Worker;
 use crate::broker::headers::{self, long_string};
 use crate::broker::topology::{delay_queue, delay_queue_for};
 use crate::domain::Rejection;
+use crate::ops::METRICS;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::AMQPValue;
@@ -43,11 +44,24 @@ pub enum Decision {
 impl Worker {
     pub(crate) async fn settle(&self, delivery: &Delivery, decision: Decision) {
         let t = &self.settings.topology;
+        METRICS
+            .decisions
+            .with_label_values(&[match &decision {
+                Decision::Ack => "ack",
+                Decision::Defer { .. } => "defer",
+                Decision::DeadLetter(_) => "dead_letter",
+                Decision::Requeue { .. } => "requeue",
+            }])
+            .inc();
         let republished = match &decision {
             Decision::Ack => Ok(()),
             Decision::Requeue { .. } => Err("requeue requested".to_owned()),
             Decision::DeadLetter(why) => {
                 tracing::warn!(code = why.code.as_str(), reason = %why.message, "dead-lettering command");
+                METRICS
+                    .dead_letters
+                    .with_label_values(&[why.code.as_str()])
+                    .inc();
                 let props = headers::with_headers(
                     &delivery.properties,
                     &[
@@ -75,6 +89,10 @@ impl Worker {
                     Some(wanted) => delay_queue_for(t, *wanted),
                     None => delay_queue(t, deferrals),
                 };
+                METRICS
+                    .deferrals
+                    .with_label_values(&[&ms.to_string()])
+                    .inc();
                 tracing::info!(%reason, deferrals = deferrals + 1, delay_ms = ms, "deferring command");
                 let props = headers::with_headers(
                     &delivery.properties,
@@ -101,6 +119,9 @@ impl Worker {
                     .await
             }
         };
+        if !matches!(result, Ok(true)) {
+            METRICS.acks_failed.inc();
+        }
         match result {
             Ok(true) => {}
             Ok(false) => tracing::warn!(

@@ -6,6 +6,7 @@ use super::{StepError, Worker};
 use crate::channels::{ChannelOutcome, PayoutOrder};
 use crate::domain::{Leg, Withdrawal};
 use crate::events;
+use crate::ops::METRICS;
 use crate::routing::{order_for, Plan, RouteTaken};
 use crate::store::{LeaseOwner, LegRecord, LegState, Transition};
 use chrono::Utc;
@@ -109,7 +110,7 @@ impl Worker {
                     let Some(order) = order_for(w, leg, route) else {
                         return Err(StepError::Inconsistent("stored route does not fit the leg"));
                     };
-                    let answer = self.channels.query(&order).await;
+                    let answer = self.call_channel(&order, "query").await;
                     tracing::info!(leg = %leg.id, channel = %order.channel, answer = ?answer, "queried channel");
                     if answer == ChannelOutcome::NotFound {
                         self.send(w, owner, leg, &raw, Some(&current), route)
@@ -151,15 +152,42 @@ impl Worker {
             Ok((stored_raw, _)) => stored_raw,
             Err(stale) => return Ok(Err(stale)),
         };
-        let answer = self.pay(&order).await;
+        let answer = self.call_channel(&order, "pay").await;
         tracing::info!(leg = %leg.id, channel = %order.channel, route = route.as_str(),
             sends = sending.sends, answer = ?answer, "paid through channel");
         let after = sending.after(&answer, Utc::now());
         self.store_leg(w, owner, leg, &sending_raw, after).await
     }
 
-    async fn pay(&self, order: &PayoutOrder) -> ChannelOutcome {
-        self.channels.pay(order).await
+    /// One channel call, timed and counted.
+    async fn call_channel(&self, order: &PayoutOrder, operation: &'static str) -> ChannelOutcome {
+        let channel = order.channel.as_str();
+        METRICS.legs_in_flight.inc();
+        let started = std::time::Instant::now();
+        let answer = match operation {
+            "pay" => self.channels.pay(order).await,
+            _ => self.channels.query(order).await,
+        };
+        METRICS.legs_in_flight.dec();
+        METRICS
+            .channel_call_seconds
+            .with_label_values(&[channel, operation])
+            .observe(started.elapsed().as_secs_f64());
+        let result = match &answer {
+            ChannelOutcome::Succeeded { .. } => "succeeded".to_owned(),
+            // Codes come from the channels' fixed tables: a bounded label set.
+            ChannelOutcome::Failed { code, .. } => format!("failed:{code}"),
+            ChannelOutcome::Pending => "pending".into(),
+            ChannelOutcome::Unknown { .. } => "unknown".into(),
+            ChannelOutcome::NotFound => "not_found".into(),
+            ChannelOutcome::RetryLater { .. } => "retry_later".into(),
+            ChannelOutcome::Review { .. } => "review".into(),
+        };
+        METRICS
+            .leg_outcomes
+            .with_label_values(&[channel, &result])
+            .inc();
+        answer
     }
 
     /// Stores `record`; for a one-leg withdrawal whose leg just became final, stores the

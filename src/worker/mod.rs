@@ -17,6 +17,7 @@ use crate::auth::KeyRing;
 use crate::broker::{self, topology, BrokerError, PublishError, Publisher};
 use crate::channels::{ChannelSetupError, Channels};
 use crate::config::Settings;
+use crate::ops::{Readiness, METRICS};
 use crate::routing::Rules;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
@@ -105,15 +106,27 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), Worke
     }
     let store = Store::connect(&settings.redis).await?;
     let channels = Channels::from_settings(&settings)?;
+    let ready = Readiness::default();
+    if !settings.ops.listen.is_empty() {
+        match crate::ops::serve(&settings.ops.listen, ready.clone(), store.clone()).await {
+            Ok(addr) => tracing::info!(%addr, "ops endpoint: /metrics /healthz /readyz"),
+            Err(e) => {
+                tracing::warn!(listen = %settings.ops.listen, error = %e, "ops endpoint not started")
+            }
+        }
+    }
     let mut backoff = Duration::from_millis(200);
     loop {
-        match consume(&settings, &store, &channels, &mut shutdown).await {
+        let session = consume(&settings, &store, &channels, &mut shutdown, &ready).await;
+        ready.set(false);
+        match session {
             Ok(()) => return Ok(()),
             Err(e) if shutdown.is_triggered() => {
                 tracing::warn!(error = %e, "stopped with an error during shutdown");
                 return Ok(());
             }
             Err(e) => {
+                METRICS.broker_reconnects.inc();
                 tracing::warn!(error = %e, retry_in = ?backoff, "broker session ended; reconnecting");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -131,6 +144,7 @@ async fn consume(
     store: &Store,
     channels: &Channels,
     shutdown: &mut Shutdown,
+    ready: &Readiness,
 ) -> Result<(), WorkerError> {
     let conn = broker::connect(&settings.amqp, &settings.amqp.connection_name).await?;
     let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;
@@ -152,6 +166,7 @@ async fn consume(
     let worker = Worker::new(settings.clone(), store.clone(), channels.clone(), publisher)?;
     let permits = Arc::new(Semaphore::new(usize::from(prefetch)));
     tracing::info!(queue = %settings.topology.work_queue, prefetch, "consuming");
+    ready.set(true);
 
     // A closed publishing channel (a server-side channel close) would make every
     // settle fail while deliveries keep arriving: check it, and end the session.
@@ -174,6 +189,7 @@ async fn consume(
         };
         match delivery {
             Some(Ok(delivery)) => {
+                METRICS.deliveries_received.inc();
                 let worker = worker.clone();
                 tokio::spawn(async move {
                     let decision = worker.process(&delivery.data, &delivery.properties).await;
@@ -185,6 +201,7 @@ async fn consume(
             None => break Err(WorkerError::ConsumerCancelled),
         }
     };
+    ready.set(false);
     if shutdown.is_triggered() {
         tracing::info!("shutting down: no new deliveries; draining in-flight work");
         let _ = consume_channel

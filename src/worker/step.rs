@@ -16,6 +16,7 @@ use crate::domain::command::{named_withdrawal, parse_json, parse_value};
 use crate::domain::WithdrawalId;
 use crate::domain::{Leg, RejectCode, Rejection, Withdrawal};
 use crate::events::{self, Event, ReviewKind};
+use crate::ops::METRICS;
 use crate::store::{Claim, LeaseOwner, LegRecord, LegState, Rejected, Store, WithdrawalRecord};
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -29,6 +30,9 @@ impl Worker {
         match self.try_process(body, props).await {
             Ok(decision) => decision,
             Err(e) => {
+                if matches!(e, StepError::Store(_) | StepError::StateLost) {
+                    METRICS.redis_errors.inc();
+                }
                 tracing::warn!(error = %e, "step failed; the command will come back later");
                 Decision::Defer {
                     reason: e.to_string(),
@@ -93,6 +97,7 @@ impl Worker {
             Claim::Busy => {
                 // Another worker is on it (a duplicate delivery): look again shortly,
                 // without spinning and without dropping the message.
+                METRICS.lease_conflicts.inc();
                 tracing::info!(withdrawal_id = %w.id, "lease held by another worker; deferring");
                 return Ok(Decision::Defer {
                     reason: format!("withdrawal {} is being worked on elsewhere", w.id),
@@ -248,6 +253,7 @@ impl Worker {
     }
 
     pub(crate) async fn publish(&self, event: &Event) -> Result<(), StepError> {
+        let started = std::time::Instant::now();
         let props = BasicProperties::default()
             .with_content_type(events::CONTENT_TYPE.into())
             .with_delivery_mode(2)
@@ -261,6 +267,13 @@ impl Worker {
                 props,
             )
             .await?;
+        METRICS
+            .event_confirm_seconds
+            .observe(started.elapsed().as_secs_f64());
+        METRICS
+            .events_published
+            .with_label_values(&[&event.kind])
+            .inc();
         tracing::info!(event = %event.kind, id = %event.id, "event published");
         Ok(())
     }

@@ -88,7 +88,7 @@ impl Default for Options {
     }
 }
 
-fn rabbitmqctl(args: &[&str]) -> String {
+pub fn rabbitmqctl(args: &[&str]) -> String {
     let out = std::process::Command::new("rabbitmqctl")
         .args(args)
         .output()
@@ -186,7 +186,18 @@ pub fn isolated_settings(tag: &str) -> Settings {
     s.redis.key_prefix = format!("test:{id}");
     s.amqp.connection_name = format!("test-{id}");
     s.retry.max_deferrals = 200;
+    // Tests that want the ops endpoint pick a free port themselves.
+    s.ops.listen = String::new();
     s
+}
+
+/// A free local port (bound and released: good enough on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn consume_into(channel: &Channel, queue: &str) -> mpsc::UnboundedReceiver<Message> {
@@ -521,6 +532,7 @@ pub fn env_for(s: &Settings) -> Vec<(String, String)> {
             s.retry.max_deferrals.to_string(),
         ),
         ("PAYOUT__LOG__FORMAT", "json".into()),
+        ("PAYOUT__OPS__LISTEN", s.ops.listen.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
