@@ -252,6 +252,10 @@ impl TestApp {
         let sim_url = format!("http://{addr}");
         settings.sim.listen = addr.to_string();
         settings.channels.alipay.gateway_url = format!("{sim_url}/gateway.do");
+        settings.channels.wechat_pay.base_url = sim_url.clone();
+        settings.channels.unionpay.back_url = format!("{sim_url}/gateway/api/backTransReq.do");
+        settings.channels.unionpay.query_url = format!("{sim_url}/gateway/api/queryTrans.do");
+        settings.channels.bank.base_url = format!("{sim_url}/bank");
         let (sim_stop, mut sim_shutdown) = shutdown::channel();
         let sim_opts = payout_worker::sim::SimOptions::from_settings(&settings.sim).unwrap();
         tokio::spawn(payout_worker::sim::serve(sim_opts, listener, async move {
@@ -533,6 +537,36 @@ pub fn env_for(s: &Settings) -> Vec<(String, String)> {
         ),
         ("PAYOUT__LOG__FORMAT", "json".into()),
         ("PAYOUT__OPS__LISTEN", s.ops.listen.clone()),
+        ("PAYOUT__AMQP__URL", s.amqp.url.expose_secret().to_owned()),
+        (
+            "PAYOUT__REDIS__URLS",
+            s.redis
+                .urls
+                .iter()
+                .map(|u| u.expose_secret().to_owned())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            "PAYOUT__CHANNELS__WECHAT_PAY__BASE_URL",
+            s.channels.wechat_pay.base_url.clone(),
+        ),
+        (
+            "PAYOUT__CHANNELS__UNIONPAY__BACK_URL",
+            s.channels.unionpay.back_url.clone(),
+        ),
+        (
+            "PAYOUT__CHANNELS__UNIONPAY__QUERY_URL",
+            s.channels.unionpay.query_url.clone(),
+        ),
+        (
+            "PAYOUT__CHANNELS__BANK__BASE_URL",
+            s.channels.bank.base_url.clone(),
+        ),
+        (
+            "PAYOUT__AMQP__SHUTDOWN_GRACE_MS",
+            s.amqp.shutdown_grace_ms.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
