@@ -28,6 +28,7 @@ use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -191,11 +192,24 @@ async fn consume(
             Some(Ok(delivery)) => {
                 METRICS.deliveries_received.inc();
                 let worker = worker.clone();
-                tokio::spawn(async move {
-                    let decision = worker.process(&delivery.data, &delivery.properties).await;
-                    worker.settle(&delivery, decision).await;
-                    drop(permit);
-                });
+                // One span per delivery: everything logged while handling it carries the
+                // withdrawal id (recorded once the command is parsed) and the attempt.
+                let span = tracing::info_span!(
+                    "delivery",
+                    withdrawal_id = tracing::field::Empty,
+                    attempt = crate::broker::headers::count(
+                        &delivery.properties,
+                        crate::broker::headers::ATTEMPT
+                    ),
+                );
+                tokio::spawn(
+                    async move {
+                        let decision = worker.process(&delivery.data, &delivery.properties).await;
+                        worker.settle(&delivery, decision).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
             }
             Some(Err(e)) => break Err(e.into()),
             None => break Err(WorkerError::ConsumerCancelled),

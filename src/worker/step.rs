@@ -73,8 +73,8 @@ impl Worker {
             Ok(w) => w,
             Err(why) => return self.reject(&value, why).await,
         };
-        let span = tracing::info_span!("withdrawal", withdrawal_id = %w.id);
-        self.pay_withdrawal(&w, props).instrument(span).await
+        tracing::Span::current().record("withdrawal_id", w.id.as_str());
+        self.pay_withdrawal(&w, props).await
     }
 
     /// Steps 3–7 for a parsed, authentic command.
@@ -234,6 +234,7 @@ impl Worker {
         why: Rejection,
     ) -> Result<Decision, StepError> {
         if let Some(id) = named_withdrawal(value) {
+            tracing::Span::current().record("withdrawal_id", id.as_str());
             let event = events::rejected(value, &id, &why, Utc::now());
             match self.store.reject(&id, &event.body).await? {
                 Rejected::Stored(stored) => self.publish_stored(&stored).await?,
