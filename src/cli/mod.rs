@@ -1,6 +1,7 @@
 //! The command line of CONTRACT.md §6. `main` only parses and calls [`execute`].
 
 mod demo;
+pub mod dlq;
 
 use crate::auth::{KeyRing, KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::{self, headers::long_string, topology, Publisher};
@@ -62,6 +63,11 @@ pub enum Command {
     },
     /// Declare exchanges, queues and bindings.
     Topology,
+    /// Dead letters: list them, replay chosen ones after a fix, or purge them.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// The simulator, the worker and a stream of sample withdrawals, with their events printed.
     Demo {
         /// Withdrawals to publish (0: until Ctrl-C).
@@ -70,6 +76,35 @@ pub enum Command {
         /// Pause between withdrawals.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Code, reason, withdrawal id (if readable) and age of each dead letter.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish dead letters unchanged to the command exchange; each leaves the dead
+    /// queue only after the broker confirmed its republish.
+    Replay {
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+        /// Dead letters naming this withdrawal (repeatable).
+        #[arg(long = "withdrawal")]
+        withdrawal_ids: Vec<String>,
+        /// Dead letters with this error code (repeatable).
+        #[arg(long = "code")]
+        codes: Vec<String>,
+    },
+    /// Delete every dead letter.
+    Purge {
+        /// Confirm without the interactive prompt.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -144,6 +179,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             let _ = conn.close(200, "done".into()).await;
             Ok(())
         }
+        Command::Dlq { action } => run_dlq(&settings, action).await,
         Command::Demo { count, interval_ms } => demo::run(settings, count, interval_ms).await,
     }
 }
@@ -195,4 +231,75 @@ pub async fn publish_command(
         )
         .await?;
     Ok(())
+}
+
+async fn run_dlq(settings: &Settings, action: DlqAction) -> Result<(), CliError> {
+    match action {
+        DlqAction::List { json } => {
+            let letters = dlq::list(settings).await?;
+            if json {
+                for l in &letters {
+                    println!("{}", serde_json::to_string(l).expect("letters serialise"));
+                }
+            } else {
+                println!("{:<22} {:<40} {:>8}  reason", "code", "withdrawal", "age_s");
+                for l in &letters {
+                    println!(
+                        "{:<22} {:<40} {:>8}  {}",
+                        l.code.as_deref().unwrap_or("(broker)"),
+                        l.withdrawal_id.as_deref().unwrap_or("-"),
+                        l.age_secs
+                            .map(|a| a.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        l.reason.as_deref().unwrap_or("-")
+                    );
+                }
+                println!("{} dead letter(s)", letters.len());
+            }
+            Ok(())
+        }
+        DlqAction::Replay {
+            all,
+            withdrawal_ids,
+            codes,
+        } => {
+            if !all && withdrawal_ids.is_empty() && codes.is_empty() {
+                return Err(CliError::Other(
+                    "choose what to replay: --all, --withdrawal ID or --code CODE".into(),
+                ));
+            }
+            let n = dlq::replay(
+                settings,
+                &dlq::Selection {
+                    all,
+                    withdrawal_ids,
+                    codes,
+                },
+            )
+            .await?;
+            println!("replayed {n} dead letter(s)");
+            Ok(())
+        }
+        DlqAction::Purge { yes } => {
+            if !yes {
+                use std::io::{BufRead, IsTerminal, Write};
+                if !std::io::stdin().is_terminal() {
+                    return Err(CliError::Other("refusing to purge without --yes".into()));
+                }
+                print!(
+                    "Delete every message in {}? Type PURGE to confirm: ",
+                    settings.topology.dead_letter
+                );
+                let _ = std::io::stdout().flush();
+                let mut answer = String::new();
+                let _ = std::io::stdin().lock().read_line(&mut answer);
+                if answer.trim() != "PURGE" {
+                    return Err(CliError::Other("purge cancelled".into()));
+                }
+            }
+            let n = dlq::purge(settings).await?;
+            println!("purged {n} dead letter(s)");
+            Ok(())
+        }
+    }
 }

@@ -67,6 +67,10 @@ impl Worker {
                     &[
                         (headers::ERROR_CODE, long_string(why.code.as_str())),
                         (headers::ERROR_MESSAGE, long_string(&why.message)),
+                        (
+                            crate::cli::dlq::DEAD_AT,
+                            AMQPValue::LongLongInt(chrono::Utc::now().timestamp()),
+                        ),
                     ],
                 );
                 self.publisher

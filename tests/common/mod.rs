@@ -72,6 +72,8 @@ pub struct Options {
     pub own_vhost: bool,
     /// A redis-server of its own on a free port (for tests that flush, stop or restart it).
     pub own_redis: bool,
+    /// Consume the dead-letter queue into `dead` (off for tests of the dlq tooling).
+    pub tap_dead: bool,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             sim_fault_kinds: Vec::new(),
             own_vhost: false,
             own_redis: false,
+            tap_dead: true,
         }
     }
 }
@@ -295,7 +298,11 @@ impl TestApp {
             .await
             .unwrap();
         let events = consume_into(&channel, &events_queue).await;
-        let dead = consume_into(&channel, &settings.topology.dead_letter).await;
+        let dead = if opts.tap_dead {
+            consume_into(&channel, &settings.topology.dead_letter).await
+        } else {
+            mpsc::unbounded_channel().1
+        };
         Self {
             settings,
             sim_url,
