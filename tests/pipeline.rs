@@ -352,9 +352,14 @@ async fn a_stored_outcome_is_republished_byte_for_byte_without_calling_the_chann
     let id = unique("wd-outbox");
     let body = withdrawal(&id, vec![transfer_leg("1", "12.00", "zs@example.com")]);
     let parsed = payout_worker::domain::command::parse_command(&body, &["CNY".into()]).unwrap();
-    let store = payout_worker::store::Store::connect(&app.settings.redis).await.unwrap();
+    let store = payout_worker::store::Store::connect(&app.settings.redis)
+        .await
+        .unwrap();
     let owner = payout_worker::store::LeaseOwner::new();
-    store.claim(&parsed.id, &parsed.digest, &owner).await.unwrap();
+    store
+        .claim(&parsed.id, &parsed.digest, &body, &owner)
+        .await
+        .unwrap();
     let stored = r#"{"specversion":"1.0","id":"X:withdrawal.succeeded","type":"withdrawal.succeeded","subject":"X","marker":"from-the-outbox"}"#
         .replace('X', &id);
     store.finish(&parsed.id, &stored, &owner).await.unwrap();
@@ -363,6 +368,9 @@ async fn a_stored_outcome_is_republished_byte_for_byte_without_calling_the_chann
     app.publish_signed(&body).await;
     let e = app.next_event().await;
     assert_eq!(String::from_utf8(e.body).unwrap(), stored);
-    assert!(app.ledger().await.is_empty(), "the channel was not called again");
+    assert!(
+        app.ledger().await.is_empty(),
+        "the channel was not called again"
+    );
     app.teardown().await;
 }

@@ -2,6 +2,7 @@
 
 mod demo;
 pub mod dlq;
+pub mod review;
 
 use crate::auth::{KeyRing, KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::{self, headers::long_string, topology, Publisher};
@@ -63,6 +64,11 @@ pub enum Command {
     },
     /// Declare exchanges, queues and bindings.
     Topology,
+    /// Withdrawals in review: list them, or record an operator's decision on a leg.
+    Review {
+        #[command(subcommand)]
+        action: review::ReviewAction,
+    },
     /// Dead letters: list them, replay chosen ones after a fix, or purge them.
     Dlq {
         #[command(subcommand)]
@@ -180,6 +186,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Dlq { action } => run_dlq(&settings, action).await,
+        Command::Review { action } => review::run(&settings, action).await,
         Command::Demo { count, interval_ms } => demo::run(settings, count, interval_ms).await,
     }
 }

@@ -4,6 +4,7 @@
 //! draining), usable as container probes.
 
 pub mod metrics;
+pub mod review;
 
 use crate::store::Store;
 use axum::extract::State;

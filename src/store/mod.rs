@@ -75,6 +75,8 @@ pub struct WithdrawalRecord {
     pub outcome: Option<String>,
     /// Review events already published (`review:<kind>` fields), so each is raised once.
     pub reviews_raised: Vec<String>,
+    /// The command that claimed the withdrawal, exactly as received.
+    pub command: Option<String>,
 }
 
 #[derive(Debug)]
@@ -202,6 +204,7 @@ impl Store {
         &self,
         id: &WithdrawalId,
         digest: &str,
+        command: &[u8],
         owner: &LeaseOwner,
     ) -> Result<Claim, StoreError> {
         let (key, lease) = (self.key(id), self.lease_key(id));
@@ -210,7 +213,8 @@ impl Store {
             .arg(digest)
             .arg(self.retention_secs)
             .arg(&owner.0)
-            .arg(self.lease_ms);
+            .arg(self.lease_ms)
+            .arg(command);
         let reply: Vec<String> = strings(self.run(inv).await?)?;
         match reply.split_first() {
             Some((status, _)) if status == "conflict" => Ok(Claim::Conflict),
@@ -319,6 +323,77 @@ impl Store {
         Ok(())
     }
 
+    /// Puts a withdrawal on the index `review list` reads. Its own key (another cluster
+    /// slot), so a plain command, written before the review event is published: an entry
+    /// whose event was not published yet is harmless, `review list` shows the record.
+    pub async fn index_review(&self, id: &WithdrawalId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(
+            self.timeout,
+            redis::cmd("ZADD")
+                .arg(self.review_index())
+                .arg(chrono::Utc::now().timestamp())
+                .arg(id.as_str())
+                .query_async::<i64>(&mut conn),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.timeout))??;
+        Ok(())
+    }
+
+    fn review_index(&self) -> String {
+        format!("{}:reviews", self.prefix)
+    }
+
+    /// Withdrawals that raised review, oldest first, with the time they did (unix secs).
+    pub async fn reviews(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let flat: Vec<(String, i64)> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("ZRANGE")
+                .arg(self.review_index())
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.timeout))??;
+        Ok(flat)
+    }
+
+    /// Takes a withdrawal off the review index.
+    pub async fn unlist_review(&self, id: &WithdrawalId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(
+            self.timeout,
+            redis::cmd("ZREM")
+                .arg(self.review_index())
+                .arg(id.as_str())
+                .query_async::<i64>(&mut conn),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.timeout))??;
+        Ok(())
+    }
+
+    /// Everything stored about a withdrawal (`None`: no record).
+    pub async fn load(&self, id: &WithdrawalId) -> Result<Option<WithdrawalRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let fields: Vec<String> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("HGETALL")
+                .arg(self.key(id))
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.timeout))??;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        parse_record(&fields).map(Some)
+    }
+
     /// Round-trip check for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
@@ -348,6 +423,8 @@ fn parse_record(fields: &[String]) -> Result<WithdrawalRecord, StoreError> {
             record.legs.insert(leg.to_owned(), (value.clone(), parsed));
         } else if name == "outcome" {
             record.outcome = Some(value.clone());
+        } else if name == "cmd" {
+            record.command = Some(value.clone());
         } else if let Some(kind) = name.strip_prefix("review:") {
             record.reviews_raised.push(kind.to_owned());
         }

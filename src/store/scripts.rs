@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 // withdrawal. It is only ever released by its owner, checked on the server: never by a
 // read-compare-delete from the client.
 
-/// KEYS[1] record, KEYS[2] lease; ARGV: digest, ttl, owner, lease ms.
+/// KEYS[1] record, KEYS[2] lease; ARGV: digest, ttl, owner, lease ms, command body
+/// (kept so an operator's decision can rebuild the withdrawal's events).
 /// → {"owned", field, value, ...} | {"conflict"} | {"busy"}
 pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -25,7 +26,7 @@ local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[3] then return {'busy'} end
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 if not d then
-  redis.call('HSET', KEYS[1], 'digest', ARGV[1])
+  redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'cmd', ARGV[5])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   return {'owned'}
 end

@@ -74,17 +74,18 @@ impl Worker {
             Err(why) => return self.reject(&value, why).await,
         };
         tracing::Span::current().record("withdrawal_id", w.id.as_str());
-        self.pay_withdrawal(&w, props).await
+        self.pay_withdrawal(&w, body, props).await
     }
 
     /// Steps 3–7 for a parsed, authentic command.
     async fn pay_withdrawal(
         &self,
         w: &Withdrawal,
+        body: &[u8],
         props: &BasicProperties,
     ) -> Result<Decision, StepError> {
         let owner = LeaseOwner::new();
-        let record = match self.store.claim(&w.id, &w.digest, &owner).await? {
+        let record = match self.store.claim(&w.id, &w.digest, body, &owner).await? {
             Claim::Conflict => {
                 return Ok(Decision::DeadLetter(Rejection::new(
                     RejectCode::DuplicateConflict,
@@ -217,6 +218,7 @@ impl Worker {
             return Ok(());
         }
         tracing::warn!(withdrawal_id = %w.id, review = kind.as_str(), %reason, "withdrawal needs review; funds stay frozen");
+        self.store.index_review(&w.id).await?;
         self.publish(&events::review(w, view, kind, reason, Utc::now()))
             .await?;
         // Marked after the publish is confirmed: a crash in between republishes the
