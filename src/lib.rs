@@ -18,6 +18,7 @@ pub mod domain;
 pub mod events;
 pub mod ops;
 pub mod routing;
+pub mod schemas;
 pub mod shutdown;
 pub mod sim;
 pub mod store;

@@ -64,6 +64,12 @@ pub enum Command {
     },
     /// Declare exchanges, queues and bindings.
     Topology,
+    /// Print the JSON Schema of the command or an event (all of them by default).
+    Schema {
+        /// withdrawal.approved, withdrawal.processing, withdrawal.succeeded,
+        /// withdrawal.failed or withdrawal.review_required.
+        name: Option<String>,
+    },
     /// Withdrawals in review: list them, or record an operator's decision on a leg.
     Review {
         #[command(subcommand)]
@@ -187,6 +193,31 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         }
         Command::Dlq { action } => run_dlq(&settings, action).await,
         Command::Review { action } => review::run(&settings, action).await,
+        Command::Schema { name } => {
+            match name {
+                Some(n) => println!(
+                    "{}",
+                    crate::schemas::get(&n)
+                        .ok_or_else(|| CliError::Other(format!("no schema named {n:?}")))?
+                ),
+                None => {
+                    let all: serde_json::Map<String, serde_json::Value> = crate::schemas::ALL
+                        .iter()
+                        .map(|(n, s)| {
+                            (
+                                (*n).to_owned(),
+                                serde_json::from_str(s).expect("schemas are JSON"),
+                            )
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&all).expect("serialises")
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Demo { count, interval_ms } => demo::run(settings, count, interval_ms).await,
     }
 }
