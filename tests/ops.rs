@@ -97,6 +97,7 @@ async fn metrics_move_with_the_work() {
     assert!(counter(&text, "payout_decisions_total{decision=\"ack\"}") >= 2.0);
     // No id ever becomes a label.
     assert!(!text.contains("wd-m-"), "an id leaked into a label");
+    promtool_check(&text);
     app.teardown().await;
 }
 
@@ -134,4 +135,37 @@ async fn readyz_goes_unready_while_the_broker_is_gone_and_ready_after_the_reconn
     let (terminal, _) = app.terminal_events(1).await;
     assert_eq!(terminal[0]["subject"], id.as_str());
     app.teardown().await;
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package; `.ci/run` installs it). Where
+/// it is missing outside CI the lint is skipped with a note; in CI it is required.
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(_) if std::env::var_os("CI").is_none() => {
+            eprintln!("promtool not installed: metrics lint skipped (CI runs it)");
+            return;
+        }
+        Err(e) => panic!("promtool is required in CI: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
