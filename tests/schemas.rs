@@ -58,7 +58,7 @@ async fn every_message_the_worker_produces_matches_its_schema() {
     app.publish_signed(bad.to_string().as_bytes()).await;
 
     let mut seen: HashMap<String, usize> = HashMap::new();
-    while seen.get("withdrawal.succeeded").is_none()
+    while !seen.contains_key("withdrawal.succeeded")
         || seen.get("withdrawal.failed").copied().unwrap_or(0) < 2
     {
         let e = app.next_event().await.json();

@@ -154,12 +154,26 @@ impl Ledger {
             .map(|e| LedgerLine {
                 channel: e.channel.to_owned(),
                 key: e.key.clone(),
-                amount: e.amount.clone(),
+                amount: in_yuan(e.channel, &e.amount),
                 moves: e.moves(now),
             })
             .collect();
         lines.sort_by(|a, b| (&a.channel, &a.key).cmp(&(&b.channel, &b.key)));
         lines
+    }
+}
+
+/// Channels whose wire (and so their records) count in fen.
+const FEN_CHANNELS: [Channel; 2] = ["wechat_pay", "unionpay"];
+
+/// The ledger view shows every amount the same way, in yuan with two places, so totals
+/// add up across channels; a record keeps the amount exactly as its channel sent it.
+fn in_yuan(channel: Channel, amount: &str) -> String {
+    match amount.parse::<i64>() {
+        Ok(fen) if FEN_CHANNELS.contains(&channel) => {
+            format!("{}.{:02}", fen / 100, fen % 100)
+        }
+        _ => amount.to_owned(),
     }
 }
 
@@ -181,6 +195,19 @@ impl Book<'_> {
             }
             Slot::Vacant(slot) => slot.insert(entry),
         }
+    }
+}
+
+#[cfg(test)]
+mod yuan_tests {
+    use super::in_yuan;
+
+    #[test]
+    fn fen_channels_show_yuan() {
+        assert_eq!(in_yuan("unionpay", "100000"), "1000.00");
+        assert_eq!(in_yuan("wechat_pay", "5"), "0.05");
+        assert_eq!(in_yuan("alipay", "12.30"), "12.30");
+        assert_eq!(in_yuan("bank", "7.00"), "7.00");
     }
 }
 

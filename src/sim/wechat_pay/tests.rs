@@ -149,7 +149,7 @@ fn a_refund_is_processing_then_succeeds_after_settle_and_pays_once() {
             lines[0].amount.as_str(),
             lines[0].moves
         ),
-        ("wechat_pay", "100000", 1)
+        ("wechat_pay", "1000.00", 1)
     );
 }
 
