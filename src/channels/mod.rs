@@ -7,6 +7,7 @@
 
 pub mod alipay;
 pub mod bank;
+pub mod http;
 pub mod rsa;
 pub mod unionpay;
 pub mod wechat_pay;

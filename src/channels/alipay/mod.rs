@@ -161,44 +161,28 @@ impl AlipayClient {
     async fn call(&self, method: &str, call: Call, biz: &impl serde::Serialize) -> ChannelOutcome {
         let params = self.signed_params(method, biz);
         let form = serde_urlencoded::to_string(&params).expect("string pairs always encode");
-        let sent = self
+        let request = self
             .http
             .post(&self.gateway_url)
             .header(
                 "content-type",
                 "application/x-www-form-urlencoded;charset=utf-8",
             )
-            .body(form)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            // Refused before anything was sent: nothing happened, retry is safe.
-            Err(e) if e.is_connect() => {
-                return ChannelOutcome::RetryLater {
-                    reason: format!("cannot connect to Alipay: {e}"),
-                }
-            }
-            Err(e) => {
-                return ChannelOutcome::Unknown {
-                    reason: format!("Alipay call did not complete: {e}"),
-                }
-            }
+            .body(form);
+        let answer = match super::http::exchange("Alipay", request).await {
+            Ok(a) => a,
+            Err(outcome) => return outcome,
         };
-        let status = response.status();
-        let body = match response.text().await {
-            Ok(b) => b,
-            Err(e) => {
-                return ChannelOutcome::Unknown {
-                    reason: format!("Alipay response unreadable: {e}"),
-                }
-            }
-        };
-        if !status.is_success() {
+        if !(200..300).contains(&answer.status) {
             return ChannelOutcome::Unknown {
-                reason: format!("Alipay answered HTTP {status}"),
+                reason: format!("Alipay answered HTTP {}", answer.status),
             };
         }
+        let Ok(body) = String::from_utf8(answer.body) else {
+            return ChannelOutcome::Unknown {
+                reason: "Alipay response is not UTF-8".into(),
+            };
+        };
         let verified = match sign::verify_response(&body, method, &self.alipay_key) {
             Ok(v) => v,
             Err(e) => {

@@ -139,41 +139,26 @@ impl BankClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = match request.send().await {
-            Ok(r) => r,
-            // Refused (or never built) before anything was sent: nothing happened, so
-            // a retry with the same key is safe.
-            Err(e) if e.is_connect() || e.is_builder() => {
-                return ChannelOutcome::RetryLater {
-                    reason: format!("cannot connect to the bank gateway: {e}"),
-                }
+        let (status, outcome) = match super::http::exchange("the bank gateway", request).await {
+            Ok(answer) => {
+                let signature = answer
+                    .headers
+                    .get(sign::SIGNATURE_HEADER)
+                    .and_then(|v| v.to_str().ok());
+                (
+                    answer.status,
+                    read_answer(
+                        &self.gateway_key,
+                        call,
+                        order.key.as_str(),
+                        &signed_path,
+                        answer.status,
+                        signature,
+                        &answer.body,
+                    ),
+                )
             }
-            // A timeout after sending is the classic "money may have moved".
-            Err(e) => {
-                return ChannelOutcome::Unknown {
-                    reason: format!("bank gateway call did not complete: {e}"),
-                }
-            }
-        };
-        let status = response.status().as_u16();
-        let answer_signature = response
-            .headers()
-            .get(sign::SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let outcome = match response.bytes().await {
-            Ok(bytes) => read_answer(
-                &self.gateway_key,
-                call,
-                order.key.as_str(),
-                &signed_path,
-                status,
-                answer_signature.as_deref(),
-                &bytes,
-            ),
-            Err(e) => ChannelOutcome::Unknown {
-                reason: format!("bank gateway answer unreadable: {e}"),
-            },
+            Err(outcome) => (0, outcome),
         };
         // Key and status only: account data and signatures stay out of the log.
         tracing::debug!(channel = "bank", call = ?call, key = %order.key, http = status,

@@ -122,36 +122,26 @@ impl UnionpayClient {
     ) -> ChannelOutcome {
         sign::sign(&mut params, &self.merchant_key);
         let form = serde_urlencoded::to_string(&params).expect("string pairs always encode");
-        let sent = self
+        let request = self
             .http
             .post(url)
             .header(
                 "content-type",
                 "application/x-www-form-urlencoded;charset=UTF-8",
             )
-            .body(form)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            // Refused before anything was sent: nothing happened, a retry is safe.
-            Err(e) if e.is_connect() => {
-                return ChannelOutcome::RetryLater {
-                    reason: format!("cannot connect to UnionPay: {e}"),
-                }
-            }
-            Err(e) => {
-                return ChannelOutcome::Unknown {
-                    reason: format!("UnionPay call did not complete: {e}"),
-                }
-            }
-        };
-        let status = response.status().as_u16();
-        let outcome = match response.text().await {
-            Ok(body) => interpret(call, o, status, &body, &self.unionpay_key),
-            Err(e) => ChannelOutcome::Unknown {
-                reason: format!("UnionPay answer unreadable: {e}"),
-            },
+            .body(form);
+        let (status, outcome) = match super::http::exchange("UnionPay", request).await {
+            Ok(answer) => (
+                answer.status,
+                interpret(
+                    call,
+                    o,
+                    answer.status,
+                    &String::from_utf8_lossy(&answer.body),
+                    &self.unionpay_key,
+                ),
+            ),
+            Err(outcome) => (0, outcome),
         };
         // The order id and the outcome only: never keys, signatures or payee data.
         tracing::debug!(order_id = %o.order_id, ?call, http_status = status, ?outcome, "unionpay call");

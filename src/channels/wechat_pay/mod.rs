@@ -164,34 +164,20 @@ impl WechatPayClient {
         if call == Call::Refund {
             request = request.header("content-type", "application/json");
         }
-        let response = match request.body(body).send().await {
-            Ok(r) => r,
-            // Refused before anything was sent: nothing happened, a retry is safe.
-            Err(e) if e.is_connect() => {
-                return ChannelOutcome::RetryLater {
-                    reason: format!("cannot connect to WeChat Pay: {e}"),
-                }
-            }
-            Err(e) => {
-                return ChannelOutcome::Unknown {
-                    reason: format!("WeChat Pay call did not complete: {e}"),
-                }
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let outcome = match response.bytes().await {
-            Ok(bytes) => self.interpret(
-                call,
-                order.key.as_str(),
-                status,
-                &ResponseHeaders::from_map(&headers),
-                &bytes,
-                chrono::Utc::now().timestamp(),
+        let (status, outcome) = match super::http::exchange("WeChat Pay", request.body(body)).await
+        {
+            Ok(answer) => (
+                answer.status,
+                self.interpret(
+                    call,
+                    order.key.as_str(),
+                    answer.status,
+                    &ResponseHeaders::from_map(&answer.headers),
+                    &answer.body,
+                    chrono::Utc::now().timestamp(),
+                ),
             ),
-            Err(e) => ChannelOutcome::Unknown {
-                reason: format!("WeChat Pay answer unreadable: {e}"),
-            },
+            Err(outcome) => (0, outcome),
         };
         // The key and the outcome only: never keys, signatures or payee data.
         tracing::debug!(out_refund_no = %order.key, ?call, http_status = status, ?outcome, "wechat pay call");
