@@ -79,11 +79,7 @@ async fn closing_every_broker_connection_mid_run_loses_nothing_and_pays_nothing_
         app.close_worker_connections() >= 2,
         "both workers' connections were found and closed"
     );
-    let remaining: HashSet<String> = ids
-        .iter()
-        .filter(|id| !first.iter().any(|e| e["subject"] == id.as_str()))
-        .cloned()
-        .collect();
+    let remaining = not_yet_terminal(&ids, &first);
     let rest = app.until_terminal(&remaining).await;
     assert_all_succeeded(&first);
     assert_all_succeeded(&rest);
@@ -114,16 +110,8 @@ async fn redis_flushed_then_restarted_empty_mid_run_causes_no_double_payment() {
     app.publish_signed(&withdrawal(&outage, mixed(0))).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await; // the outage itself
     app.redis.as_mut().unwrap().resume();
-    let mut remaining: HashSet<String> = ids
-        .iter()
-        .filter(|id| {
-            !first
-                .iter()
-                .chain(second.iter())
-                .any(|e| e["subject"] == id.as_str())
-        })
-        .cloned()
-        .collect();
+    let seen: Vec<serde_json::Value> = first.iter().chain(&second).cloned().collect();
+    let mut remaining = not_yet_terminal(&ids, &seen);
     remaining.insert(outage);
     let rest = app.until_terminal(&remaining).await;
     for e in first.iter().chain(&second).chain(&rest) {
@@ -151,11 +139,7 @@ async fn a_worker_killed_mid_call_and_restarted_pays_nothing_twice_and_loses_not
     let _ = child.wait().await;
     // Restart: another process of the real binary.
     let mut again = spawn_binary_worker(&app.settings);
-    let remaining: HashSet<String> = ids
-        .iter()
-        .filter(|id| !first.iter().any(|e| e["subject"] == id.as_str()))
-        .cloned()
-        .collect();
+    let remaining = not_yet_terminal(&ids, &first);
     let rest = app.until_terminal(&remaining).await;
     assert_all_succeeded(&rest);
     assert_each_paid_once(&app.ledger().await, 40);

@@ -43,11 +43,7 @@ async fn sigterm_during_a_batch_exits_zero_and_a_restart_finishes_the_rest() {
     assert!(status.success(), "exit status {status:?}");
 
     app.start_worker();
-    let remaining: HashSet<String> = ids
-        .iter()
-        .filter(|id| !first.iter().any(|e| e["subject"] == id.as_str()))
-        .cloned()
-        .collect();
+    let remaining = not_yet_terminal(&ids, &first);
     let rest = app.until_terminal(&remaining).await;
     let done: HashSet<String> = first
         .iter()

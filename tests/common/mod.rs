@@ -615,3 +615,14 @@ impl TestApp {
         terminal
     }
 }
+
+/// The ids in `ids` that none of `seen` (terminal events) is about yet.
+pub fn not_yet_terminal(
+    ids: &std::collections::HashSet<String>,
+    seen: &[Value],
+) -> std::collections::HashSet<String> {
+    ids.iter()
+        .filter(|id| !seen.iter().any(|e| e["subject"] == id.as_str()))
+        .cloned()
+        .collect()
+}
