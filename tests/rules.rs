@@ -170,3 +170,54 @@ async fn an_old_alipay_top_up_is_paid_to_the_fallback_card_and_a_recent_icbc_one
     );
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn a_fallback_leg_whose_record_was_lost_is_still_reported_through_the_bank() {
+    let mut app = app("rules-lost-fallback").await;
+    let id = unique("wd-lost-fallback");
+    let body = withdrawal(
+        &id,
+        vec![original_leg(
+            "alipay",
+            "2025101500001234",
+            396,
+            None,
+            Some("Zhang San"),
+        )],
+    );
+    app.publish_signed(&body).await;
+    let (first, _) = app.terminal_events(1).await;
+    assert_eq!(first[0]["data"]["legs"][0]["channel"], "bank");
+
+    // Redis loses the record; the command comes back (as after a deferral).
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{}:{{{id}}}", app.settings.redis.key_prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let ring =
+        payout_worker::auth::KeyRing::parse("dev:dev-secret-do-not-use-in-production").unwrap();
+    let s = |v: &str| lapin::types::AMQPValue::LongString(v.as_bytes().to_vec().into());
+    let mut h = lapin::types::FieldTable::default();
+    h.insert("x-payout-key-id".into(), s("dev"));
+    h.insert(
+        "x-payout-signature".into(),
+        s(&ring.sign("dev", &body).unwrap()),
+    );
+    h.insert(
+        "x-payout-attempt".into(),
+        lapin::types::AMQPValue::LongLongInt(1),
+    );
+    app.publish_raw(&body, h).await;
+
+    let (again, _) = app.terminal_events(1).await;
+    assert_eq!(again[0]["id"], first[0]["id"]);
+    let leg = &again[0]["data"]["legs"][0];
+    assert_eq!(leg["channel"], "bank", "{leg}");
+    assert_eq!(leg["route"], "fallback");
+    // Found by the query, not paid again.
+    assert!(moves(&app.ledger().await).values().all(|m| *m == 1));
+    app.teardown().await;
+}

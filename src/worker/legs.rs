@@ -99,17 +99,19 @@ impl Worker {
                 Next::Store(record) => self.store_leg(w, owner, leg, &raw, record).await?,
                 Next::Send(route) => self.send(w, owner, leg, &raw, rec.as_ref(), route).await?,
                 Next::Query(route) => {
+                    let Some(order) = order_for(w, leg, route) else {
+                        return Err(StepError::Inconsistent("stored route does not fit the leg"));
+                    };
                     // A leg without a record (lost with Redis) is queried as if it might
                     // have been sent; its first record then says what the channel knows.
+                    // The channel is the order's: a fallback card is paid by the bank,
+                    // whatever channel the top-up came through.
                     let current = rec.clone().unwrap_or_else(|| {
-                        let mut unknown = LegRecord::sending(None, route, leg.channel, now);
+                        let mut unknown = LegRecord::sending(None, route, order.channel, now);
                         unknown.sends = 0;
                         unknown.state = LegState::Unknown;
                         unknown
                     });
-                    let Some(order) = order_for(w, leg, route) else {
-                        return Err(StepError::Inconsistent("stored route does not fit the leg"));
-                    };
                     let answer = self.call_channel(&order, "query").await;
                     tracing::info!(leg = %leg.id, channel = %order.channel, answer = ?answer, "queried channel");
                     if answer == ChannelOutcome::NotFound {
