@@ -102,7 +102,30 @@ pub struct ChannelSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settlement {
     pub expected_settlement_secs: u64,
+    /// Behind `#[serde(flatten)]` the configuration's own text-to-number conversion does
+    /// not reach list items, so `PAYOUT__CHANNELS__<C>__POLL_SCHEDULE_MS=200,500` arrives
+    /// as texts: both numbers and numeric texts are accepted.
+    #[serde(deserialize_with = "whole_numbers")]
     pub poll_schedule_ms: Vec<u64>,
+}
+
+fn whole_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Number(u64),
+        Text(String),
+    }
+    Vec::<Item>::deserialize(d)?
+        .into_iter()
+        .map(|item| match item {
+            Item::Number(n) => Ok(n),
+            Item::Text(t) => t
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a whole number"))),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -374,6 +397,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`auth.hmac_keys`"));
+    }
+
+    /// What `PAYOUT__CHANNELS__BANK__POLL_SCHEDULE_MS=100,250` hands over: texts.
+    #[test]
+    fn poll_schedules_given_as_texts_are_read_as_numbers() {
+        let dir = std::env::temp_dir().join(format!("payout-cfg-poll-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("poll.toml");
+        std::fs::write(
+            &file,
+            "[channels.bank]\npoll_schedule_ms = [\"100\", \" 250\"]\n",
+        )
+        .unwrap();
+        let s = Settings::build(Some(&file), false).unwrap();
+        assert_eq!(s.channels.bank.settlement.poll_schedule_ms, vec![100, 250]);
+        std::fs::write(&file, "[channels.bank]\npoll_schedule_ms = [\"soon\"]\n").unwrap();
+        let err = Settings::build(Some(&file), false).unwrap_err().to_string();
+        assert!(err.contains("soon"), "{err}");
     }
 
     #[test]

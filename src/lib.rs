@@ -7,11 +7,13 @@
 //! - money goes out: [`channels`] (one folder per channel);
 //! - state lives in Redis: [`store`];
 //! - events and dead letters leave: [`broker`] and [`events`];
-//! - the channel simulator: [`sim`].
+//! - the channel simulator: [`sim`];
+//! - the chaos suite (`payout-worker chaos`): [`chaos`].
 
 pub mod auth;
 pub mod broker;
 pub mod channels;
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -80,6 +80,9 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// A seeded storm of faults against real RabbitMQ, Redis, worker processes and the
+    /// simulator; checks the invariants and reports (exit status 1 on any violation).
+    Chaos(crate::chaos::ChaosArgs),
     /// The simulator, the worker and a stream of sample withdrawals, with their events printed.
     Demo {
         /// Withdrawals to publish (0: until Ctrl-C).
@@ -219,6 +222,18 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Demo { count, interval_ms } => demo::run(settings, count, interval_ms).await,
+        Command::Chaos(args) => {
+            if crate::chaos::run(settings, args, cli.config)
+                .await
+                .map_err(|e| CliError::Other(format!("chaos: {e}")))?
+            {
+                Ok(())
+            } else {
+                Err(CliError::Other(
+                    "chaos: invariants violated (see the report above)".into(),
+                ))
+            }
+        }
     }
 }
 

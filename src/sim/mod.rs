@@ -5,6 +5,12 @@
 //! how often money really left under each key), enforces each channel's idempotency, and
 //! injects [`faults`] reproducibly for a seed. Channels live one per file ([`alipay`]);
 //! they share the ledger, the fault injector and the latency settings here.
+//!
+//! Besides the channels' own endpoints: `GET /sim/ledger` (the oracle), and
+//! `GET`/`POST /sim/faults` to read or change the fault rate, the fault kinds and the
+//! added latency while it runs (JSON `{"rate": 0.5, "kinds": ["bad_gateway"],
+//! "latency_ms": 800}`, every field optional), which `payout-worker chaos` uses for its
+//! error storms, lost answers and latency spikes.
 
 pub mod alipay;
 pub mod bank;
@@ -22,10 +28,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use faults::{Fault, FaultInjector};
+use faults::{Fault, FaultControl, FaultInjector, FaultStatus};
 use ledger::Ledger;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,7 +113,8 @@ impl SimOptions {
 pub struct Sim {
     pub(crate) ledger: Ledger,
     pub(crate) faults: FaultInjector,
-    pub(crate) latency: Duration,
+    /// Added to every call, in milliseconds; changed at run time by `POST /sim/faults`.
+    latency_ms: AtomicU64,
     /// When asynchronous payouts settle (after `--settle-ms`).
     pub(crate) settle: Duration,
     alipay: AlipaySim,
@@ -129,7 +137,7 @@ impl Sim {
         Self {
             ledger: Ledger::new(),
             faults: FaultInjector::with_kinds(opts.faults, opts.seed, opts.fault_kinds),
-            latency: Duration::from_millis(opts.latency_ms),
+            latency_ms: AtomicU64::new(opts.latency_ms),
             settle: Duration::from_millis(opts.settle_ms),
             wechat_pay: opts.wechat_pay,
             unionpay: opts.unionpay,
@@ -186,6 +194,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/gateway.do", post(alipay_gateway))
         .route("/sim/ledger", get(ledger_view))
+        .route("/sim/faults", get(faults_view).post(faults_control))
         .merge(wechat_pay::routes())
         .merge(unionpay::routes())
         .merge(bank::routes())
@@ -199,8 +208,9 @@ impl Sim {
     /// What every channel call goes through first: the configured latency, then a fault
     /// draw (a latency spike is waited out here; the caller acts on the others).
     pub(crate) async fn before_call(&self) -> Option<Fault> {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+        let latency = self.latency_ms.load(Ordering::Relaxed);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
         }
         let fault = self.faults.draw();
         if fault == Some(Fault::LatencySpike) {
@@ -246,6 +256,44 @@ async fn alipay_gateway(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
 
 async fn ledger_view(State(sim): State<Arc<Sim>>) -> Json<Vec<ledger::LedgerLine>> {
     Json(sim.ledger.snapshot(Instant::now()))
+}
+
+impl Sim {
+    /// Applies a `POST /sim/faults` request: the fields given replace the current values.
+    fn control_faults(&self, control: &FaultControl) -> Result<FaultStatus, String> {
+        let (rate, kinds) = control.parsed()?;
+        if rate.is_some() || kinds.is_some() {
+            let (current_rate, current_kinds) = self.faults.current();
+            self.faults
+                .adjust(rate.unwrap_or(current_rate), kinds.unwrap_or(current_kinds));
+        }
+        if let Some(ms) = control.latency_ms {
+            self.latency_ms.store(ms, Ordering::Relaxed);
+        }
+        let status = self.fault_status();
+        tracing::debug!(rate = status.rate, kinds = ?status.kinds, latency_ms = status.latency_ms, "sim faults changed");
+        Ok(status)
+    }
+
+    fn fault_status(&self) -> FaultStatus {
+        self.faults.status(self.latency_ms.load(Ordering::Relaxed))
+    }
+}
+
+async fn faults_view(State(sim): State<Arc<Sim>>) -> Json<FaultStatus> {
+    Json(sim.fault_status())
+}
+
+/// An unreadable body is answered by axum's JSON extractor (4xx); an out-of-range rate
+/// or an unknown kind gets a 400 that says which.
+async fn faults_control(
+    State(sim): State<Arc<Sim>>,
+    Json(control): Json<FaultControl>,
+) -> Response {
+    match sim.control_faults(&control) {
+        Ok(status) => Json(status).into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+    }
 }
 
 #[cfg(test)]

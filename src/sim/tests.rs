@@ -174,6 +174,69 @@ async fn serves_signed_alipay_calls_and_the_ledger_over_http() {
     server.await.unwrap().unwrap();
 }
 
+/// `POST /sim/faults` changes rate, kinds and latency while the simulator runs; `GET`
+/// reads them back with the counters; a bad request changes nothing.
+#[tokio::test]
+async fn faults_and_latency_are_adjustable_at_run_time() {
+    let (base, stop, server) = start(300).await;
+    let http = reqwest::Client::new();
+    let control =
+        |body: serde_json::Value| http.post(format!("{base}/sim/faults")).json(&body).send();
+    let call = |key: &'static str| {
+        http.post(format!("{base}/gateway.do"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(signed_refund(key, "1.00")).unwrap())
+            .send()
+    };
+
+    let r = control(serde_json::json!({"rate": 1.0, "kinds": ["bad_gateway"]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let status: FaultStatus = r.json().await.unwrap();
+    assert_eq!(
+        (status.rate, status.kinds.clone()),
+        (1.0, vec!["bad_gateway".to_owned()])
+    );
+    assert_eq!(call("PO-STORM-1").await.unwrap().status(), 502);
+
+    for bad in [
+        serde_json::json!({"rate": 2.0}),
+        serde_json::json!({"kinds": ["meteor"]}),
+    ] {
+        assert_eq!(control(bad).await.unwrap().status(), 400);
+    }
+    let r = control(serde_json::json!({"rate": 0.0, "latency_ms": 300}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started = Instant::now();
+    assert_eq!(call("PO-CALM-1").await.unwrap().status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    let status: FaultStatus = http
+        .get(format!("{base}/sim/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The kinds were kept when only the rate changed; the 400s changed nothing.
+    assert_eq!(status.kinds, vec!["bad_gateway".to_owned()]);
+    assert_eq!((status.rate, status.latency_ms), (0.0, 300));
+    assert_eq!((status.calls, status.injected["bad_gateway"]), (2, 1));
+    let ledger = ledger_of(&http, &base).await;
+    assert_eq!(
+        ledger.as_array().unwrap().len(),
+        1,
+        "only the calm call reached Alipay"
+    );
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
 fn order(leg: &str, target: Target) -> PayoutOrder {
     let (w, l) = (
         WithdrawalId::parse("w-sim-1").unwrap(),

@@ -1,0 +1,573 @@
+//! The invariant checker of a chaos run: pure functions over what anyone outside the
+//! worker can see — the simulator's ledger (`GET /sim/ledger`), the events received on
+//! the run's events exchange, and the dead-letter queue's contents — and over the plan
+//! (what was published and what each leg was designed to come to). Nothing here looks
+//! into Redis or the workers.
+//!
+//! Each check returns a [`Verdict`]: its name, the rule in words, PASS/FAIL and the
+//! violations found (the first [`MAX_LISTED`] of them, plus their count).
+
+use crate::domain::{IdempotencyKey, LegId, WithdrawalId};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Violations listed per invariant; the count is always complete.
+pub const MAX_LISTED: usize = 20;
+
+pub const SUCCEEDED: &str = "withdrawal.succeeded";
+pub const FAILED: &str = "withdrawal.failed";
+pub const REVIEW: &str = "withdrawal.review_required";
+
+mod inputs;
+
+pub use inputs::{
+    BadInput, BadKind, DeadLetter, Event, Expect, ExpectedLeg, ExpectedWithdrawal, Inputs,
+    LedgerLine,
+};
+
+// ---- verdicts ----------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub name: &'static str,
+    pub rule: &'static str,
+    pub passed: bool,
+    /// How many things were checked (keys, withdrawals, events, inputs).
+    pub checked: usize,
+    pub violation_count: usize,
+    pub violations: Vec<String>,
+}
+
+impl Verdict {
+    fn new(name: &'static str, rule: &'static str, checked: usize, all: Vec<String>) -> Self {
+        Self {
+            name,
+            rule,
+            passed: all.is_empty(),
+            checked,
+            violation_count: all.len(),
+            violations: all.into_iter().take(MAX_LISTED).collect(),
+        }
+    }
+}
+
+/// How an authentic withdrawal ended, as the events tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// `review_required` and no terminal event: funds stay frozen.
+    Review,
+    /// Both `succeeded` and `failed` (a violation).
+    Conflicting,
+    /// Nothing conclusive arrived.
+    Unfinished,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Review => "review_required",
+            Outcome::Conflicting => "conflicting",
+            Outcome::Unfinished => "unfinished",
+        }
+    }
+}
+
+/// Events grouped by subject.
+fn by_subject(events: &[Event]) -> HashMap<&str, Vec<&Event>> {
+    let mut map: HashMap<&str, Vec<&Event>> = HashMap::new();
+    for e in events {
+        map.entry(e.subject.as_str()).or_default().push(e);
+    }
+    map
+}
+
+/// Each authentic withdrawal's outcome.
+pub fn outcomes(authentic: &[ExpectedWithdrawal], events: &[Event]) -> BTreeMap<String, Outcome> {
+    let grouped = by_subject(events);
+    authentic
+        .iter()
+        .map(|w| {
+            let evs = grouped.get(w.id.as_str()).map_or(&[][..], Vec::as_slice);
+            let kinds: BTreeSet<&str> = evs.iter().map(|e| e.kind.as_str()).collect();
+            let outcome = match (kinds.contains(SUCCEEDED), kinds.contains(FAILED)) {
+                (true, true) => Outcome::Conflicting,
+                (true, false) => Outcome::Succeeded,
+                (false, true) => Outcome::Failed,
+                (false, false) if kinds.contains(REVIEW) => Outcome::Review,
+                (false, false) => Outcome::Unfinished,
+            };
+            (w.id.clone(), outcome)
+        })
+        .collect()
+}
+
+/// The first terminal event of each subject.
+fn first_terminal(events: &[Event]) -> HashMap<&str, &Event> {
+    let mut map = HashMap::new();
+    for e in events.iter().filter(|e| e.is_terminal()) {
+        map.entry(e.subject.as_str()).or_insert(e);
+    }
+    map
+}
+
+fn leg_key(withdrawal: &str, leg: &str) -> Option<String> {
+    Some(
+        IdempotencyKey::for_leg(&WithdrawalId::parse(withdrawal)?, &LegId::parse(leg)?)
+            .as_str()
+            .to_owned(),
+    )
+}
+
+/// Ledger moves per key (summed over channels: one key paid through two channels is
+/// still one leg paid twice).
+fn moves_by_key(ledger: &[LedgerLine]) -> HashMap<&str, u32> {
+    let mut m: HashMap<&str, u32> = HashMap::new();
+    for l in ledger {
+        *m.entry(l.key.as_str()).or_default() += l.moves;
+    }
+    m
+}
+
+// ---- the invariants ----------------------------------------------------------------
+
+/// Every check, in report order.
+pub fn check_all(inputs: &Inputs<'_>) -> Vec<Verdict> {
+    vec![
+        no_double_payout(inputs.ledger),
+        one_outcome_each(inputs.authentic, inputs.events),
+        failed_events_add_up(inputs.authentic, inputs.events, inputs.ledger),
+        ledger_matches_events(inputs.authentic, inputs.events, inputs.ledger),
+        dead_letters_exactly_once(inputs.bad, inputs.dead),
+        bad_inputs_move_nothing(inputs.bad, inputs.events, inputs.ledger),
+        outcomes_as_designed(inputs.authentic, inputs.events),
+    ]
+}
+
+/// No idempotency key paid more than once.
+pub fn no_double_payout(ledger: &[LedgerLine]) -> Verdict {
+    let mut violations = Vec::new();
+    for (key, moves) in moves_by_key(ledger) {
+        if moves > 1 {
+            violations.push(format!("key {key} paid {moves} times"));
+        }
+    }
+    violations.sort();
+    Verdict::new(
+        "no_double_payout",
+        "no idempotency key in the ledger has moves > 1",
+        ledger.len(),
+        violations,
+    )
+}
+
+/// Every authentic withdrawal ends in exactly one of succeeded/failed (repeats carry
+/// the same event id), or in review_required with nothing released.
+pub fn one_outcome_each(authentic: &[ExpectedWithdrawal], events: &[Event]) -> Verdict {
+    let grouped = by_subject(events);
+    let mut violations = Vec::new();
+    for w in authentic {
+        let evs = grouped.get(w.id.as_str()).map_or(&[][..], Vec::as_slice);
+        let terminal_ids: BTreeSet<&str> = evs
+            .iter()
+            .filter(|e| e.is_terminal())
+            .map(|e| e.id.as_str())
+            .collect();
+        let reviewed = evs.iter().any(|e| e.kind == REVIEW);
+        match terminal_ids.len() {
+            0 if reviewed => {}
+            0 => violations.push(format!(
+                "{}: no terminal event and no review_required",
+                w.id
+            )),
+            1 => {}
+            _ => violations.push(format!(
+                "{}: several terminal events {:?}",
+                w.id, terminal_ids
+            )),
+        }
+    }
+    Verdict::new(
+        "one_outcome_each",
+        "every authentic withdrawal ends in exactly one of succeeded/failed (same event id when repeated) or in review_required",
+        authentic.len(),
+        violations,
+    )
+}
+
+/// For every failed event, `paid_amount + unfreeze_amount = amount` and no failed leg's
+/// money moved; a succeeded event pays exactly the amount.
+pub fn failed_events_add_up(
+    authentic: &[ExpectedWithdrawal],
+    events: &[Event],
+    ledger: &[LedgerLine],
+) -> Verdict {
+    let planned: HashMap<&str, &ExpectedWithdrawal> =
+        authentic.iter().map(|w| (w.id.as_str(), w)).collect();
+    let moves = moves_by_key(ledger);
+    let mut violations = Vec::new();
+    let mut checked = 0;
+    for e in events.iter().filter(|e| e.is_terminal()) {
+        let Some(w) = planned.get(e.subject.as_str()) else {
+            continue; // bad inputs: see bad_inputs_move_nothing
+        };
+        checked += 1;
+        let (amount, paid) = (e.money("amount"), e.money("paid_amount"));
+        if amount != Some(w.amount) {
+            violations.push(format!(
+                "{}: event amount {:?} is not the published {}",
+                e.id,
+                e.data.get("amount"),
+                w.amount
+            ));
+        }
+        if e.kind == SUCCEEDED {
+            if paid != Some(w.amount) {
+                violations.push(format!(
+                    "{}: succeeded but paid_amount {:?} is not the amount {}",
+                    e.id,
+                    e.data.get("paid_amount"),
+                    w.amount
+                ));
+            }
+            continue;
+        }
+        match (paid, e.money("unfreeze_amount"), amount) {
+            (Some(p), Some(u), Some(a)) if p + u == a => {}
+            _ => violations.push(format!(
+                "{}: paid_amount {:?} + unfreeze_amount {:?} != amount {:?}",
+                e.id,
+                e.data.get("paid_amount"),
+                e.data.get("unfreeze_amount"),
+                e.data.get("amount")
+            )),
+        }
+        for leg in e.legs() {
+            if leg.get("status").and_then(Value::as_str) != Some("failed") {
+                continue;
+            }
+            let leg_id = leg.get("leg_id").and_then(Value::as_str).unwrap_or("?");
+            match leg_key(&e.subject, leg_id) {
+                Some(key) => {
+                    let m = moves.get(key.as_str()).copied().unwrap_or(0);
+                    if m != 0 {
+                        violations.push(format!(
+                            "{}: leg {leg_id} reported failed (funds released) but its key {key} moved {m} time(s)",
+                            e.id
+                        ));
+                    }
+                }
+                None => violations.push(format!("{}: leg id {leg_id:?} is not valid", e.id)),
+            }
+        }
+    }
+    Verdict::new(
+        "failed_events_add_up",
+        "for every failed event no refused leg's money moved and paid_amount + unfreeze_amount = amount; a succeeded event pays the amount",
+        checked,
+        violations,
+    )
+}
+
+/// The ledger's moved total equals the terminal events' paid total plus what moved for
+/// withdrawals in review; and per withdrawal, what moved under its keys is what its
+/// terminal event says was paid.
+pub fn ledger_matches_events(
+    authentic: &[ExpectedWithdrawal],
+    events: &[Event],
+    ledger: &[LedgerLine],
+) -> Verdict {
+    let mut violations = Vec::new();
+    let mut moved_by_key: HashMap<&str, Decimal> = HashMap::new();
+    let mut ledger_total = Decimal::ZERO;
+    for line in ledger {
+        match line.moved() {
+            Some(m) => {
+                ledger_total += m;
+                *moved_by_key.entry(line.key.as_str()).or_default() += m;
+            }
+            None => violations.push(format!(
+                "ledger line {} ({}) has an unreadable amount {:?}",
+                line.key, line.channel, line.amount
+            )),
+        }
+    }
+    let terminal = first_terminal(events);
+    let outcome = outcomes(authentic, events);
+    let mut known_keys = BTreeSet::new();
+    let (mut paid_total, mut review_total, mut unfinished_total) =
+        (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    for w in authentic {
+        let moved: Decimal = w
+            .legs
+            .iter()
+            .map(|l| {
+                moved_by_key
+                    .get(l.key.as_str())
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .sum();
+        known_keys.extend(w.legs.iter().map(|l| l.key.as_str()));
+        match terminal.get(w.id.as_str()) {
+            Some(e) => {
+                let paid = e.money("paid_amount").unwrap_or_default();
+                paid_total += paid;
+                if moved != paid {
+                    violations.push(format!(
+                        "{}: the ledger moved {moved} under its keys, its {} event says paid {paid}",
+                        w.id, e.kind
+                    ));
+                }
+            }
+            None if outcome.get(&w.id) == Some(&Outcome::Review) => review_total += moved,
+            None => unfinished_total += moved,
+        }
+    }
+    let stray: Decimal = moved_by_key
+        .iter()
+        .filter(|(k, _)| !known_keys.contains(*k))
+        .map(|(k, m)| {
+            if !m.is_zero() {
+                violations.push(format!(
+                    "key {k} moved {m} but belongs to no authentic withdrawal"
+                ));
+            }
+            *m
+        })
+        .sum();
+    if ledger_total != paid_total + review_total {
+        violations.insert(
+            0,
+            format!(
+                "ledger total {ledger_total} != terminal events' paid total {paid_total} + in review {review_total} (unfinished withdrawals moved {unfinished_total}, keys of no authentic withdrawal {stray})"
+            ),
+        );
+    }
+    Verdict::new(
+        "ledger_matches_events",
+        "ledger total of moved money = paid totals of terminal events + what moved for withdrawals in review (and per withdrawal: moved = paid)",
+        ledger.len(),
+        violations,
+    )
+}
+
+/// Every bad input is in the dead-letter queue exactly once, with its error code; and
+/// nothing else is there.
+pub fn dead_letters_exactly_once(bad: &[BadInput], dead: &[DeadLetter]) -> Verdict {
+    let mut found: HashMap<&str, Vec<&DeadLetter>> = HashMap::new();
+    let mut violations = Vec::new();
+    for d in dead {
+        let owner = bad
+            .iter()
+            .find(|b| contains(&d.body, b.withdrawal_id.as_bytes()));
+        match owner {
+            Some(b) => found.entry(b.withdrawal_id.as_str()).or_default().push(d),
+            None => violations.push(format!(
+                "unexpected dead letter (code {:?}): {}",
+                d.error_code,
+                preview(&d.body)
+            )),
+        }
+    }
+    for b in bad {
+        let copies = found
+            .get(b.withdrawal_id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        if copies.len() != 1 {
+            violations.push(format!(
+                "{} ({}): {} cop{} in the dead-letter queue, expected exactly 1",
+                b.withdrawal_id,
+                b.kind.name(),
+                copies.len(),
+                if copies.len() == 1 { "y" } else { "ies" }
+            ));
+        }
+        for d in copies {
+            if d.error_code.as_deref() != Some(b.kind.expected_code()) {
+                violations.push(format!(
+                    "{} ({}): x-payout-error-code {:?}, expected {:?}",
+                    b.withdrawal_id,
+                    b.kind.name(),
+                    d.error_code,
+                    b.kind.expected_code()
+                ));
+            }
+        }
+    }
+    Verdict::new(
+        "dead_letters_exactly_once",
+        "every bad input is in the dead-letter queue exactly once with its x-payout-error-code, and nothing else is",
+        bad.len(),
+        violations,
+    )
+}
+
+/// Bad inputs move no money; forged, unsigned and unreadable ones produce no events;
+/// authentic readable ones release their funds with one `withdrawal.failed`, paid 0.
+pub fn bad_inputs_move_nothing(
+    bad: &[BadInput],
+    events: &[Event],
+    ledger: &[LedgerLine],
+) -> Verdict {
+    let grouped = by_subject(events);
+    let moves = moves_by_key(ledger);
+    let mut violations = Vec::new();
+    for b in bad {
+        let evs = grouped
+            .get(b.withdrawal_id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        for key in &b.keys {
+            if moves.get(key.as_str()).copied().unwrap_or(0) > 0 {
+                violations.push(format!("{}: key {key} moved money", b.withdrawal_id));
+            }
+        }
+        if !b.kind.releases_funds() {
+            if let Some(e) = evs.first() {
+                violations.push(format!(
+                    "{} ({}): produced event {} though it must produce none",
+                    b.withdrawal_id,
+                    b.kind.name(),
+                    e.id
+                ));
+            }
+            continue;
+        }
+        let ids: BTreeSet<&str> = evs.iter().map(|e| e.id.as_str()).collect();
+        let all_failed_unpaid = evs
+            .iter()
+            .all(|e| e.kind == FAILED && e.money("paid_amount") == Some(Decimal::ZERO));
+        if ids.len() != 1 || !all_failed_unpaid {
+            violations.push(format!(
+                "{} ({}): expected one withdrawal.failed with paid_amount 0.00, got {:?}",
+                b.withdrawal_id,
+                b.kind.name(),
+                evs.iter().map(|e| e.id.as_str()).collect::<Vec<_>>()
+            ));
+        }
+    }
+    Verdict::new(
+        "bad_inputs_move_nothing",
+        "bad inputs move no money; forged, unsigned and unreadable ones produce no event; authentic readable ones one withdrawal.failed paying 0",
+        bad.len(),
+        violations,
+    )
+}
+
+/// Each terminal event's legs came out as the mix designed them: paid legs paid
+/// through the designed channel and route, refused legs failed (with the rule's code
+/// when the routing rules refused them). Catches funds released on an unknown outcome
+/// (a storm's 502 reported as a failure) and money routed the wrong way.
+pub fn outcomes_as_designed(authentic: &[ExpectedWithdrawal], events: &[Event]) -> Verdict {
+    let terminal = first_terminal(events);
+    let mut violations = Vec::new();
+    let mut checked = 0;
+    for w in authentic {
+        let Some(e) = terminal.get(w.id.as_str()) else {
+            continue;
+        };
+        checked += 1;
+        let all_paid = w
+            .legs
+            .iter()
+            .all(|l| matches!(l.expect, Expect::Paid { .. }));
+        let want_kind = if all_paid { SUCCEEDED } else { FAILED };
+        if e.kind != want_kind {
+            violations.push(format!("{}: {} but designed {want_kind}", w.id, e.kind));
+        }
+        for leg in &w.legs {
+            let Some(got) = e
+                .legs()
+                .iter()
+                .find(|l| l.get("leg_id").and_then(Value::as_str) == Some(leg.leg_id.as_str()))
+            else {
+                violations.push(format!(
+                    "{}: leg {} missing from {}",
+                    w.id, leg.leg_id, e.id
+                ));
+                continue;
+            };
+            let field = |f: &str| got.get(f).and_then(Value::as_str).unwrap_or("");
+            let ok = match &leg.expect {
+                Expect::Paid { channel, route } => {
+                    field("status") == "succeeded"
+                        && field("channel") == *channel
+                        && field("route") == *route
+                }
+                Expect::Refused { code } => {
+                    field("status") == "failed" && code.is_none_or(|c| field("failure_code") == c)
+                }
+            };
+            if !ok {
+                violations.push(format!(
+                    "{}: leg {} designed {:?}, got status {:?} channel {:?} route {:?} failure_code {:?}",
+                    w.id,
+                    leg.leg_id,
+                    leg.expect,
+                    field("status"),
+                    field("channel"),
+                    field("route"),
+                    field("failure_code")
+                ));
+            }
+        }
+    }
+    Verdict::new(
+        "outcomes_as_designed",
+        "every terminal leg came out as designed: paid through the planned channel and route, or refused (with the routing rule's code)",
+        checked,
+        violations,
+    )
+}
+
+/// Every worker asked to stop with SIGTERM drained and exited 0 (contract §6).
+/// `exits`: (worker, seconds into the run, exit code; `None` if it had to be killed).
+pub fn sigterm_exits_zero(exits: &[(usize, f64, Option<i32>)]) -> Verdict {
+    let violations = exits
+        .iter()
+        .filter(|(_, _, code)| *code != Some(0))
+        .map(|(worker, at, code)| match code {
+            Some(c) => format!("worker {worker} SIGTERMed at {at:.1}s exited with status {c}"),
+            None => format!("worker {worker} SIGTERMed at {at:.1}s did not exit in time (killed, or killed by a signal)"),
+        })
+        .collect();
+    Verdict::new(
+        "sigterm_exits_zero",
+        "a worker stopped with SIGTERM drains and exits 0",
+        exits.len(),
+        violations,
+    )
+}
+
+/// The run itself saw everything: every message published, the taps never broke off.
+/// Without that the other verdicts mean little.
+pub fn harness_complete(messages: usize, problems: Vec<String>) -> Verdict {
+    Verdict::new(
+        "harness_complete",
+        "every planned message was published and the event and dead-letter taps saw the whole run",
+        messages,
+        problems,
+    )
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut p: String = text.chars().take(120).collect();
+    if text.chars().count() > 120 {
+        p.push('…');
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests;
