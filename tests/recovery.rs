@@ -290,3 +290,36 @@ async fn an_error_storm_on_one_channel_pays_everything_once_while_other_channels
     stop.trigger();
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn a_worker_started_while_redis_is_down_waits_for_it_instead_of_exiting() {
+    let mut app = TestApp::spawn(
+        "redis-down-at-start",
+        Options {
+            own_redis: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    app.redis.as_mut().unwrap().stop();
+    let mut child = spawn_binary_worker(&app.settings);
+    let id = unique("wd-redis-late");
+    app.publish_signed(&withdrawal(&id, mixed(0))).await;
+    // The outage itself: long enough for the worker to have found Redis away.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the worker exited while Redis was away"
+    );
+    app.redis.as_mut().unwrap().resume();
+    // …and once it is back, the withdrawal is paid.
+    let (terminal, _) = app.terminal_events(1).await;
+    assert_eq!(terminal[0]["subject"], id.as_str());
+    assert_eq!(terminal[0]["type"], "withdrawal.succeeded");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the worker kept running"
+    );
+    let _ = child.kill().await;
+    app.teardown().await;
+}

@@ -105,8 +105,24 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), Worke
             "accepting commands signed with the DEVELOPMENT HMAC key: never in production"
         );
     }
-    let store = Store::connect(&settings.redis).await?;
     let channels = Channels::from_settings(&settings)?;
+    // Redis may be down when the worker starts (restarted with it, say): wait for it
+    // rather than exit, and stay stoppable meanwhile.
+    let mut wait = Duration::from_millis(200);
+    let store = loop {
+        match Store::connect(&settings.redis).await {
+            Ok(store) => break store,
+            Err(e) => {
+                METRICS.redis_errors.inc();
+                tracing::warn!(error = %e, retry_in = ?wait, "Redis unavailable at start; waiting");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait() => return Ok(()),
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
     let ready = Readiness::default();
     if !settings.ops.listen.is_empty() {
         match crate::ops::serve(&settings.ops.listen, ready.clone(), store.clone()).await {
