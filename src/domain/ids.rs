@@ -60,6 +60,17 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Only in the deliberately broken build (`broken-fresh-key-resend`): a different key
+    /// per send, to prove the chaos checker catches a double payment.
+    #[cfg(feature = "broken-fresh-key-resend")]
+    pub fn broken_fresh_variant(&self, send: u32) -> Self {
+        if send <= 1 {
+            self.clone()
+        } else {
+            Self(format!("{}R{send}", &self.0[..29]))
+        }
+    }
 }
 
 impl fmt::Display for IdempotencyKey {

@@ -78,6 +78,10 @@ impl Worker {
                     })
                 }
                 Some(r) => match r.route {
+                    // Deliberately broken build for the chaos checker's own tests: a
+                    // leg that may have been sent is resent at once, never queried.
+                    #[cfg(feature = "broken-fresh-key-resend")]
+                    Some(route) if r.state != LegState::Pending => Next::Send(route),
                     Some(route) => Next::Query(route),
                     // A stored non-final leg always has a route; if not, a person looks.
                     None => Next::Store(r.after(
@@ -150,6 +154,13 @@ impl Worker {
             ));
         };
         let sending = LegRecord::sending(prev, route, order.channel, Utc::now());
+        // Deliberately broken build: every resend mints a fresh reference (the classic
+        // double-payment bug). Never enabled outside `tests/broken_builds.rs`.
+        #[cfg(feature = "broken-fresh-key-resend")]
+        let order = PayoutOrder {
+            key: order.key.broken_fresh_variant(sending.sends),
+            ..order
+        };
         let sending_raw = match self.cas(w, owner, leg, raw, &sending, None).await? {
             Ok((stored_raw, _)) => stored_raw,
             Err(stale) => return Ok(Err(stale)),
