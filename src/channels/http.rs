@@ -9,6 +9,18 @@
 use super::ChannelOutcome;
 use reqwest::header::HeaderMap;
 
+/// The HTTP client every adapter uses: a whole-call timeout, a shorter connect timeout
+/// (a refused connect is the one failure known to have sent nothing), and no redirects
+/// (a redirect would carry a signed request somewhere it was not signed for).
+pub fn client(timeout_ms: u64, user_agent: &str) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(timeout_ms))
+        .connect_timeout(std::time::Duration::from_millis(timeout_ms.min(3000)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .build()
+}
+
 /// What came back: the status, the headers and the exact body bytes (signatures cover
 /// the bytes, so they are never re-read as text first).
 pub struct Answer {

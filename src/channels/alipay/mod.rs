@@ -10,7 +10,6 @@ use crate::config::AlipaySettings;
 use crate::domain::PayeeKind;
 use protocol::{Call, GatewayResponse};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 pub const DEV_APP_PRIVATE_KEY: &str =
     include_str!("../../../config/dev-keys/alipay_app_private.pem");
@@ -59,11 +58,11 @@ impl AlipayClient {
             "alipay public key",
         )
         .map_err(bad)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(s.timeout_ms))
-            .connect_timeout(Duration::from_millis(s.timeout_ms.min(3000)))
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let http = super::http::client(
+            s.timeout_ms,
+            concat!("payout-worker/", env!("CARGO_PKG_VERSION")),
+        )
+        .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             http,
             gateway_url: s.gateway_url.clone(),

@@ -18,7 +18,6 @@ use crate::config::BankSettings;
 use crate::domain::AccountNo;
 use protocol::{Call, PaymentInitiation};
 use reqwest::{Method, Url};
-use std::time::Duration;
 
 pub const DEV_CLIENT_PRIVATE_KEY: &str =
     include_str!("../../../config/dev-keys/bank_client_private.pem");
@@ -71,13 +70,11 @@ impl BankClient {
             "bank gateway public key",
         )
         .map_err(bad)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(s.timeout_ms))
-            .connect_timeout(Duration::from_millis(s.timeout_ms.min(3000)))
-            // A redirect would turn our signed POST into an unsigned GET elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let http = super::http::client(
+            s.timeout_ms,
+            concat!("payout-worker/", env!("CARGO_PKG_VERSION")),
+        )
+        .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             http,
             base,

@@ -15,7 +15,6 @@ use crate::channels::alipay::read_key_or_dev;
 use crate::config::UnionpaySettings;
 use protocol::{Answer, Call, Merchant, OrderRef};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 pub const DEV_MERCHANT_PRIVATE_KEY: &str =
     include_str!("../../../config/dev-keys/unionpay_merchant_private.pem");
@@ -59,11 +58,11 @@ impl UnionpayClient {
         }
         // The whole call is bounded; connecting gets a shorter bound of its own, so an
         // unreachable gateway is reported as "not sent" quickly.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(s.timeout_ms))
-            .connect_timeout(Duration::from_millis(s.timeout_ms.min(3000)))
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let http = super::http::client(
+            s.timeout_ms,
+            concat!("payout-worker/", env!("CARGO_PKG_VERSION")),
+        )
+        .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             http,
             back_url: s.back_url.clone(),

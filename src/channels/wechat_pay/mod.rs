@@ -17,7 +17,6 @@ use crate::config::WechatPaySettings;
 use protocol::{Call, RefundRequest};
 use reqwest::{Method, Url};
 use sign::{RequestToSign, ResponseHeaders};
-use std::time::Duration;
 
 pub const DEV_MERCHANT_PRIVATE_KEY: &str =
     include_str!("../../../config/dev-keys/wechat_merchant_private.pem");
@@ -75,12 +74,7 @@ impl WechatPayClient {
         Url::parse(&s.base_url).map_err(|e| bad(format!("base_url {:?}: {e}", s.base_url)))?;
         // The whole call is bounded; connecting gets a shorter bound of its own, so an
         // unreachable endpoint is reported as "not sent" quickly.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(s.timeout_ms))
-            .connect_timeout(Duration::from_millis(s.timeout_ms.min(3000)))
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let http = super::http::client(s.timeout_ms, USER_AGENT).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             http,
             base_url: s.base_url.trim_end_matches('/').to_owned(),
