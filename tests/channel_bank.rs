@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use payout_worker::domain::{IdempotencyKey, LegId, WithdrawalId};
 use serde_json::{json, Value};
 
 /// A designated bank card (the `bank` channel pays it by credit transfer).
@@ -35,21 +34,12 @@ async fn bank_app(tag: &str) -> TestApp {
     app
 }
 
-fn key(withdrawal: &str, leg: &str) -> String {
-    IdempotencyKey::for_leg(
-        &WithdrawalId::parse(withdrawal).unwrap(),
-        &LegId::parse(leg).unwrap(),
-    )
-    .to_string()
-}
-
 /// The ledger's `moves` for a key, after checking that no bank key was paid twice.
 async fn moves_for(app: &TestApp, key: &str) -> u64 {
     let ledger = app.ledger().await;
-    let moves = moves(&ledger);
-    assert!(moves.values().all(|m| *m <= 1), "{ledger:?}");
     assert!(ledger.iter().all(|l| l["channel"] == "bank"), "{ledger:?}");
-    *moves
+    *channel_moves(app, "bank")
+        .await
         .get(key)
         .unwrap_or_else(|| panic!("{key} not in {ledger:?}"))
 }
@@ -77,7 +67,7 @@ async fn a_designated_bank_card_is_accepted_then_settles_and_succeeds() {
         "{leg}"
     );
     assert!(other.iter().any(|e| e["type"] == "withdrawal.processing"));
-    assert_eq!(moves_for(&app, &key(&id, "1")).await, 1);
+    assert_eq!(moves_for(&app, &leg_key(&id, "1")).await, 1);
     app.teardown().await;
 }
 
@@ -99,7 +89,7 @@ async fn an_online_banking_top_up_is_refunded_to_its_source_account() {
         (&json!("bank"), &json!("original"))
     );
     assert!(!leg["channel_reference"].as_str().unwrap().is_empty());
-    assert_eq!(moves_for(&app, &key(&id, "1")).await, 1);
+    assert_eq!(moves_for(&app, &leg_key(&id, "1")).await, 1);
     app.teardown().await;
 }
 
@@ -120,7 +110,7 @@ async fn a_closed_account_fails_at_once_and_releases_the_whole_amount() {
     let leg = &e["data"]["legs"][0];
     assert_eq!(leg["failure_code"], "AC04");
     assert!(!leg["failure_reason"].as_str().unwrap().is_empty());
-    assert_eq!(moves_for(&app, &key(&id, "1")).await, 0);
+    assert_eq!(moves_for(&app, &leg_key(&id, "1")).await, 0);
     app.teardown().await;
 }
 
@@ -144,7 +134,7 @@ async fn a_wrong_account_fails_only_after_acceptance_and_the_paid_leg_stays_paid
     let legs = e["data"]["legs"].as_array().unwrap();
     assert_eq!(legs[0]["status"], "succeeded");
     assert_eq!(legs[1]["failure_code"], "AC01");
-    assert_eq!(moves_for(&app, &key(&id, "1")).await, 1);
-    assert_eq!(moves_for(&app, &key(&id, "2")).await, 0);
+    assert_eq!(moves_for(&app, &leg_key(&id, "1")).await, 1);
+    assert_eq!(moves_for(&app, &leg_key(&id, "2")).await, 0);
     app.teardown().await;
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use payout_worker::domain::{IdempotencyKey, LegId, WithdrawalId};
 use payout_worker::shutdown::{self, ShutdownTrigger};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -34,26 +33,6 @@ async fn unionpay_app(tag: &str) -> TestApp {
     unionpay_app_with(tag, None).await
 }
 
-/// The key (and so the UnionPay `orderId`) the worker pays a leg under.
-fn key_of(withdrawal_id: &str, leg_id: &str) -> String {
-    IdempotencyKey::for_leg(
-        &WithdrawalId::parse(withdrawal_id).unwrap(),
-        &LegId::parse(leg_id).unwrap(),
-    )
-    .to_string()
-}
-
-/// The ledger's UnionPay lines, after checking no key anywhere was paid twice.
-async fn unionpay_moves(app: &TestApp) -> std::collections::HashMap<String, u64> {
-    let ledger = app.ledger().await;
-    assert!(moves(&ledger).values().all(|m| *m <= 1), "{ledger:?}");
-    let unionpay: Vec<Value> = ledger
-        .into_iter()
-        .filter(|l| l["channel"] == "unionpay")
-        .collect();
-    moves(&unionpay)
-}
-
 #[tokio::test]
 async fn a_refund_is_accepted_polled_until_it_settles_and_paid_once() {
     let mut app = unionpay_app("up-paid").await;
@@ -79,7 +58,7 @@ async fn a_refund_is_accepted_polled_until_it_settles_and_paid_once() {
         "UnionPay's queryId, not our key: {reference}"
     );
     assert!(other.iter().any(|e| e["type"] == "withdrawal.processing"));
-    assert_eq!(unionpay_moves(&app).await[&key_of(&id, "1")], 1);
+    assert_eq!(channel_moves(&app, "unionpay").await[&leg_key(&id, "1")], 1);
     app.teardown().await;
 }
 
@@ -100,7 +79,7 @@ async fn an_unknown_original_payment_fails_at_once_and_releases_the_amount() {
     let leg = &e["data"]["legs"][0];
     assert_eq!(leg["failure_code"], "35");
     assert!(!leg["failure_reason"].as_str().unwrap().is_empty());
-    assert_eq!(unionpay_moves(&app).await[&key_of(&id, "1")], 0);
+    assert_eq!(channel_moves(&app, "unionpay").await[&leg_key(&id, "1")], 0);
     app.teardown().await;
 }
 
@@ -120,7 +99,7 @@ async fn a_refund_refused_after_acceptance_fails_once_it_settles() {
     // 60 only ever comes from a status query: the refund was accepted first.
     assert_eq!(e["data"]["legs"][0]["failure_code"], "60");
     // The gateway knows the order (it was accepted) and nothing stayed paid.
-    assert_eq!(unionpay_moves(&app).await[&key_of(&id, "1")], 0);
+    assert_eq!(channel_moves(&app, "unionpay").await[&leg_key(&id, "1")], 0);
     app.teardown().await;
 }
 
@@ -144,9 +123,9 @@ async fn a_partly_refused_withdrawal_pays_one_leg_and_releases_the_other() {
     let legs = e["data"]["legs"].as_array().unwrap();
     assert_eq!(legs[0]["status"], "succeeded");
     assert_eq!(legs[1]["failure_code"], "35");
-    let moves = unionpay_moves(&app).await;
-    assert_eq!(moves[&key_of(&id, "1")], 1);
-    assert_eq!(moves[&key_of(&id, "2")], 0);
+    let moves = channel_moves(&app, "unionpay").await;
+    assert_eq!(moves[&leg_key(&id, "1")], 1);
+    assert_eq!(moves[&leg_key(&id, "2")], 0);
     app.teardown().await;
 }
 
@@ -198,7 +177,7 @@ async fn faults_and_lost_answers_are_resolved_by_queries_and_nothing_is_paid_twi
         .unwrap();
     let moved = moves(&ledger);
     for id in &ids {
-        assert_eq!(moved[&key_of(id, "1")], 1, "{ledger:?}");
+        assert_eq!(moved[&leg_key(id, "1")], 1, "{ledger:?}");
     }
     app.teardown().await;
     stop.trigger();

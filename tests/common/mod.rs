@@ -626,3 +626,27 @@ pub fn not_yet_terminal(
         .cloned()
         .collect()
 }
+
+/// The idempotency key a leg is paid under: how the simulator's ledger knows it.
+pub fn leg_key(withdrawal: &str, leg: &str) -> String {
+    payout_worker::domain::IdempotencyKey::for_leg(
+        &payout_worker::domain::WithdrawalId::parse(withdrawal).unwrap(),
+        &payout_worker::domain::LegId::parse(leg).unwrap(),
+    )
+    .to_string()
+}
+
+/// `moves` per key for one channel's ledger lines, after checking that no key of any
+/// channel was paid twice.
+pub async fn channel_moves(app: &TestApp, channel: &str) -> std::collections::HashMap<String, u64> {
+    let ledger = app.ledger().await;
+    assert!(
+        moves(&ledger).values().all(|m| *m <= 1),
+        "double payout: {ledger:?}"
+    );
+    let lines: Vec<Value> = ledger
+        .into_iter()
+        .filter(|l| l["channel"] == channel)
+        .collect();
+    moves(&lines)
+}
