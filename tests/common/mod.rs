@@ -650,3 +650,14 @@ pub async fn channel_moves(app: &TestApp, channel: &str) -> std::collections::Ha
         .collect();
     moves(&lines)
 }
+
+/// The partial failure every channel is tested with: one `withdrawal.failed` whose
+/// amounts add up, leg 1 paid and leg 2 refused with `code`.
+pub fn assert_first_paid_second_refused(e: &Value, paid: &str, unfreeze: &str, code: &str) {
+    assert_eq!(e["type"], "withdrawal.failed", "{e}");
+    assert_eq!(e["data"]["paid_amount"], paid);
+    assert_eq!(e["data"]["unfreeze_amount"], unfreeze);
+    let legs = e["data"]["legs"].as_array().unwrap();
+    assert_eq!(legs[0]["status"], "succeeded");
+    assert_eq!(legs[1]["failure_code"], code);
+}
