@@ -13,7 +13,8 @@
 //!   and a withdrawal stuck "unknown" shows up as unfinished, a violation;
 //! - Redis lease 3 s: a SIGKILLed worker's lease does not hold others up for long;
 //! - shutdown grace 5 s: a SIGTERMed worker drains quickly and must exit 0;
-//! - no metrics endpoint: several workers on one machine would fight over its port.
+//! - metrics: each worker process gets a port of its own (`workers.rs`), scraped for
+//!   the report's retry counts.
 
 use super::infra;
 use crate::config::Settings;
@@ -133,7 +134,7 @@ pub fn worker_env(s: &Settings, log_level: &str) -> Vec<(String, String)> {
             c.unionpay.query_url.clone(),
         ),
         ("CHANNELS__BANK__BASE_URL", c.bank.base_url.clone()),
-        // No metrics endpoint: several workers on one machine would fight over its port.
+        // Each worker process gets a metrics port of its own when it starts.
         ("OPS__LISTEN", String::new()),
         ("LOG__FORMAT", "json".into()),
         ("LOG__LEVEL", log_level.to_owned()),

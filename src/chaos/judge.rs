@@ -28,6 +28,7 @@ pub struct Collected<'a> {
     pub observed: Observed,
     pub ledger: Vec<LedgerLine>,
     pub channel_calls: Option<FaultStatus>,
+    pub retries: super::retries::RetriesReport,
     pub faults: Vec<FaultRecord>,
     pub term_exits: Vec<TermExit>,
     pub starts: usize,
@@ -35,8 +36,6 @@ pub struct Collected<'a> {
     pub notes: Vec<String>,
     pub logs: &'a Path,
 }
-
-const RETRIES: &str = "deferrals (x-payout-attempt) travel inside the workers' own messages and are not observable from the ledger, events or dead letters; channel_calls (calls the simulator saw) versus ledger keys shows how much querying and resending the faults caused";
 
 pub fn judge(c: Collected<'_>) -> Report {
     let events: Vec<invariants::Event> = c.observed.events.iter().map(|(_, e)| e.clone()).collect();
@@ -116,7 +115,7 @@ pub fn judge(c: Collected<'_>) -> Report {
             keys_moved: c.ledger.iter().filter(|l| l.moves > 0).count(),
             moved_total: format!("{moved:.2}"),
         },
-        retries: RETRIES.into(),
+        retries: c.retries,
         workers: report::Workers {
             starts: c.starts,
             sigterm_exits: c.term_exits,
@@ -220,6 +219,7 @@ mod tests {
             observed: Observed::default(),
             ledger: Vec::new(),
             channel_calls: None,
+            retries: super::super::retries::RetriesReport::from_tally(&Default::default()),
             faults: Vec::new(),
             term_exits: Vec::new(),
             starts: 0,

@@ -26,6 +26,7 @@ pub mod options;
 mod progress;
 mod publish;
 mod report;
+mod retries;
 mod schedule;
 mod workers;
 
@@ -283,7 +284,26 @@ impl Parts {
         let planned_faults = fault_plan.len();
         let injecting = tokio::spawn(inject::run(ctx.clone(), fault_plan, stopping.clone()));
 
+        // Retry counts, from the workers' own metrics endpoints.
+        let tally: Arc<Mutex<retries::Tally>> = Arc::default();
+        let http = reqwest::Client::new();
+        let scrape_all = |ports: Vec<u16>| {
+            let (http, tally) = (http.clone(), tally.clone());
+            async move {
+                let seen = futures_util::future::join_all(
+                    ports.iter().map(|p| retries::scrape(&http, *p)),
+                )
+                .await;
+                let mut t = tally.lock().await;
+                for (port, r) in ports.into_iter().zip(seen) {
+                    if let Some(r) = r {
+                        t.record(port, r);
+                    }
+                }
+            }
+        };
         let mut progress = Progress::new();
+        let mut ticks: u64 = 0;
         let snapshot = |phase: &'static str,
                         last_fault: Option<String>,
                         faults_done: usize,
@@ -313,11 +333,15 @@ impl Parts {
         };
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let running = {
+            let (running, ports) = {
                 let mut p = pool.lock().await;
                 p.supervise(t0.elapsed());
-                p.running().len()
+                (p.running().len(), p.metrics_ports())
             };
+            ticks += 1;
+            if ticks % 4 == 0 {
+                scrape_all(ports).await;
+            }
             let (faults_done, last_fault) = {
                 let r = ctx.records.lock().await;
                 (r.len(), r.last().map(|f| f.kind.name().to_owned()))
@@ -371,6 +395,8 @@ impl Parts {
         // Let late repeats arrive: quiet for 2 s (at most 20 s).
         observe::wait_quiet(&observed, Duration::from_secs(2), Duration::from_secs(20)).await;
         // Stop the workers (they must drain and exit 0), then read the ledger.
+        let ports = pool.lock().await.metrics_ports();
+        scrape_all(ports).await;
         let final_exits = {
             let mut p = pool.lock().await;
             p.supervise(t0.elapsed());
@@ -429,6 +455,7 @@ impl Parts {
             observed,
             ledger,
             channel_calls,
+            retries: retries::RetriesReport::from_tally(&*tally.lock().await),
             faults,
             term_exits,
             starts,

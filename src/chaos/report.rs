@@ -29,8 +29,8 @@ pub struct Report {
     /// retries and queries).
     pub channel_calls: Option<FaultStatus>,
     pub ledger: LedgerSummary,
-    /// Why deferrals are not counted.
-    pub retries: String,
+    /// Deferrals, channel calls and reconnects, as the workers counted them.
+    pub retries: super::retries::RetriesReport,
     pub workers: Workers,
     pub invariants: Vec<Verdict>,
     pub notes: Vec<String>,
@@ -200,7 +200,7 @@ impl Report {
             "ledger: {} keys, {} moved, {} moved in total",
             self.ledger.keys, self.ledger.keys_moved, self.ledger.moved_total
         );
-        let _ = writeln!(s, "retries: {}", self.retries);
+        let _ = writeln!(s, "retries: {}", self.retries.line());
         let _ = writeln!(
             s,
             "workers: {} started (restarts included), {} SIGTERM exits, {} unexpected exits",

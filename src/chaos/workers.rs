@@ -30,7 +30,8 @@ impl Launch {
         self.logs.join(format!("worker-{index}.log"))
     }
 
-    fn spawn(&self, index: usize) -> Result<Child, String> {
+    /// Starts worker `index` with its `/metrics` on `metrics_port`.
+    fn spawn(&self, index: usize, metrics_port: u16) -> Result<Child, String> {
         let log = open_log(&self.log_file(index))?;
         let err = log.try_clone().map_err(|e| format!("worker log: {e}"))?;
         let mut cmd = Command::new(&self.exe);
@@ -40,6 +41,7 @@ impl Launch {
         cmd.arg("run")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("PAYOUT__AMQP__CONNECTION_NAME", self.connection_name(index))
+            .env("PAYOUT__OPS__LISTEN", format!("127.0.0.1:{metrics_port}"))
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -63,6 +65,8 @@ fn open_log(path: &Path) -> Result<std::fs::File, String> {
 pub struct Pool {
     launch: Launch,
     slots: Vec<Option<Child>>,
+    /// The metrics port of the worker in each slot.
+    ports: Vec<u16>,
     /// Workers that exited without being asked to (and were restarted).
     pub unexpected_exits: Vec<String>,
     /// Workers started, restarts included.
@@ -74,6 +78,7 @@ impl Pool {
         let mut pool = Self {
             launch,
             slots: (0..workers).map(|_| None).collect(),
+            ports: vec![0; workers],
             unexpected_exits: Vec::new(),
             starts: 0,
         };
@@ -103,10 +108,23 @@ impl Pool {
     /// Starts a worker in slot `index` if it is empty.
     pub fn restart(&mut self, index: usize) -> Result<(), String> {
         if self.slots[index].is_none() {
-            self.slots[index] = Some(self.launch.spawn(index)?);
+            let port = super::infra::free_port()
+                .map_err(|e| format!("no free port for worker {index}'s metrics: {e}"))?;
+            self.slots[index] = Some(self.launch.spawn(index, port)?);
+            self.ports[index] = port;
             self.starts += 1;
         }
         Ok(())
+    }
+
+    /// The metrics ports of the workers running now.
+    pub fn metrics_ports(&self) -> Vec<u16> {
+        self.running().into_iter().map(|i| self.ports[i]).collect()
+    }
+
+    /// The process id of the worker in slot `index`.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.slots.get(index)?.as_ref()?.id()
     }
 
     /// Takes the worker out of its slot (to stop it without holding the pool).

@@ -111,6 +111,13 @@ impl Worker {
                     .map_err(|e| e.to_string())
             }
         };
+        // The deliberately broken build acked on arrival (see `worker::consume`).
+        #[cfg(feature = "broken-ack-before-publish")]
+        let result: Result<bool, lapin::Error> = {
+            let _ = republished;
+            Ok(true)
+        };
+        #[cfg(not(feature = "broken-ack-before-publish"))]
         let result = match republished {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
             Err(why) => {

@@ -220,6 +220,13 @@ async fn consume(
                 );
                 tokio::spawn(
                     async move {
+                        // Deliberately broken build for the chaos checker's own tests: the
+                        // delivery is acked before its work is done and its events are
+                        // published, so a crash in between loses the withdrawal.
+                        #[cfg(feature = "broken-ack-before-publish")]
+                        let _ = delivery
+                            .ack(lapin::options::BasicAckOptions::default())
+                            .await;
                         let decision = worker.process(&delivery.data, &delivery.properties).await;
                         worker.settle(&delivery, decision).await;
                         drop(permit);

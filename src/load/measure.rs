@@ -1,0 +1,175 @@
+//! What a load run reads off the machine: a process's peak memory and CPU time from
+//! `/proc`, Redis's command counters, the cost of RSA-2048, percentiles.
+
+use crate::channels::rsa::{RsaSigner, RsaVerifier};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Peak resident set size (`VmHWM`) of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field_kib(&status, "VmHWM:")
+}
+
+fn status_field_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// User plus system CPU time a process has used (Linux's `USER_HZ` is 100).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_ticks(&stat).map(|ticks| Duration::from_millis(ticks * 10))
+}
+
+/// `utime + stime` from a `/proc/<pid>/stat` line (fields 14 and 15; the command name,
+/// field 2, may contain spaces and parentheses, so fields are counted after its `)`).
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Calls per command since the server started (`INFO commandstats`), without `info`.
+pub async fn redis_calls(url: &str) -> Result<BTreeMap<String, u64>, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| "redis: connect timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let info: String = tokio::time::timeout(
+        Duration::from_secs(5),
+        redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn),
+    )
+    .await
+    .map_err(|_| "redis: INFO timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    Ok(parse_commandstats(&info))
+}
+
+fn parse_commandstats(info: &str) -> BTreeMap<String, u64> {
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            (name != "info" && !name.starts_with("client") && name != "hello")
+                .then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// Per-command difference `after - before` (commands first seen after count in full).
+pub fn calls_between(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0).min(*v)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// Mean cost of one RSA-2048 PKCS#1 v1.5 SHA-256 signature and one verification on this
+/// machine, one core (the channel adapters' scheme), over a request-sized message.
+pub fn rsa_cost(rounds: u32) -> (Duration, Duration) {
+    let signer = RsaSigner::from_pem(crate::channels::alipay::DEV_APP_PRIVATE_KEY)
+        .expect("the development key parses");
+    let verifier = RsaVerifier::from_pem(crate::channels::alipay::DEV_APP_PUBLIC_KEY)
+        .expect("the development key parses");
+    let message = vec![b'x'; 600];
+    let signature = signer.sign_base64(&message);
+    let t = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(signer.sign_base64(std::hint::black_box(&message)));
+    }
+    let sign = t.elapsed() / rounds;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        assert!(verifier.verify_base64(std::hint::black_box(&message), &signature));
+    }
+    (sign, t.elapsed() / rounds)
+}
+
+/// The `q` quantile (0..=1) of sorted values: the smallest value at or above that share.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_cpu_fields_are_counted_after_the_command_name() {
+        let stat = "4242 (payout (w) 1) S 1 4242 4242 0 -1 4194560 2000 0 0 0 \
+                    150 25 0 0 20 0 9 0 1234 123456 789 18446744073709551615";
+        assert_eq!(cpu_ticks(stat), Some(175));
+        assert_eq!(cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_vmhwm() {
+        let status = "Name:\tpayout-worker\nVmPeak:\t  900000 kB\nVmHWM:\t   41234 kB\nVmRSS:\t   40000 kB\n";
+        assert_eq!(status_field_kib(status, "VmHWM:"), Some(41234));
+        assert_eq!(status_field_kib("Name:\tx\n", "VmHWM:"), None);
+        // This very process has one.
+        assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn commandstats_are_parsed_without_info_and_connection_setup() {
+        let info = "# Commandstats\r\ncmdstat_evalsha:calls=300,usec=900,usec_per_call=3.00,rejected_calls=0,failed_calls=0\r\n\
+                    cmdstat_info:calls=4,usec=1\r\ncmdstat_client|setinfo:calls=2,usec=1\r\ncmdstat_ping:calls=1,usec=1\r\n";
+        let m = parse_commandstats(info);
+        assert_eq!(m.get("evalsha"), Some(&300));
+        assert_eq!(m.get("ping"), Some(&1));
+        assert_eq!(m.len(), 2);
+        let before = BTreeMap::from([("evalsha".to_owned(), 100)]);
+        let d = calls_between(&before, &m);
+        assert_eq!(d.get("evalsha"), Some(&200));
+        assert_eq!(d.get("ping"), Some(&1));
+    }
+
+    #[test]
+    fn the_rsa_cost_is_measured() {
+        let (sign, verify) = rsa_cost(3);
+        assert!(sign > Duration::ZERO && verify > Duration::ZERO);
+    }
+
+    proptest! {
+        #[test]
+        fn a_quantile_is_a_sample_with_that_share_at_or_below_it(
+            mut v in proptest::collection::vec(0u64..10_000, 1..300), q in 0.0f64..=1.0
+        ) {
+            v.sort_unstable();
+            let d: Vec<Duration> = v.iter().map(|ms| Duration::from_millis(*ms)).collect();
+            let x = quantile(&d, q);
+            prop_assert!(d.contains(&x));
+            let at_or_below = d.iter().filter(|y| **y <= x).count() as f64;
+            prop_assert!(at_or_below >= q * d.len() as f64);
+            prop_assert_eq!(quantile(&d, 1.0), *d.last().unwrap());
+        }
+    }
+}
