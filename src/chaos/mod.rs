@@ -15,8 +15,8 @@
 //! The settings the workers get, and why, are in [`env`]; turning what was collected
 //! into verdicts and the report is [`judge`].
 
-mod env;
-mod infra;
+pub(crate) mod env;
+pub(crate) mod infra;
 mod inject;
 pub mod invariants;
 mod judge;
@@ -28,7 +28,7 @@ mod publish;
 mod report;
 mod retries;
 mod schedule;
-mod workers;
+pub(crate) mod workers;
 
 pub use options::ChaosArgs;
 
@@ -339,7 +339,7 @@ impl Parts {
                 (p.running().len(), p.metrics_ports())
             };
             ticks += 1;
-            if ticks % 4 == 0 {
+            if ticks.is_multiple_of(4) {
                 scrape_all(ports).await;
             }
             let (faults_done, last_fault) = {

@@ -83,6 +83,9 @@ pub enum Command {
     /// A seeded storm of faults against real RabbitMQ, Redis, worker processes and the
     /// simulator; checks the invariants and reports (exit status 1 on any violation).
     Chaos(crate::chaos::ChaosArgs),
+    /// Load generator and benchmark: a worker process against the simulator, measured
+    /// against a minimal relay on the same broker (see BENCHMARKS.md).
+    Load(crate::load::LoadArgs),
     /// The simulator, the worker and a stream of sample withdrawals, with their events printed.
     Demo {
         /// Withdrawals to publish (0: until Ctrl-C).
@@ -222,6 +225,10 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Demo { count, interval_ms } => demo::run(settings, count, interval_ms).await,
+        Command::Load(args) => crate::load::run(settings, args, cli.config)
+            .await
+            .map(|_| ())
+            .map_err(|e| CliError::Other(format!("load: {e}"))),
         Command::Chaos(args) => {
             if crate::chaos::run(settings, args, cli.config)
                 .await

@@ -86,6 +86,35 @@ pub fn calls_between(
         .collect()
 }
 
+/// The worker's `payout_redis_round_trips_total`, by operation, from its `/metrics`.
+pub async fn worker_round_trips(port: u16) -> Result<BTreeMap<String, u64>, String> {
+    let text = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| format!("worker metrics: {e}"))?
+        .text()
+        .await
+        .map_err(|e| format!("worker metrics: {e}"))?;
+    Ok(by_label(&text, "payout_redis_round_trips_total", "op"))
+}
+
+/// A counter's values by one label, from Prometheus text exposition.
+fn by_label(text: &str, metric: &str, label: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("{metric}{{");
+    let key = format!("{label}=\"");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (labels, value) = rest.split_once("} ")?;
+            let start = labels.find(&key)? + key.len();
+            let name = &labels[start..start + labels[start..].find('"')?];
+            Some((name.to_owned(), value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
 /// Mean cost of one RSA-2048 PKCS#1 v1.5 SHA-256 signature and one verification on this
 /// machine, one core (the channel adapters' scheme), over a request-sized message.
 pub fn rsa_cost(rounds: u32) -> (Duration, Duration) {
@@ -150,6 +179,18 @@ mod tests {
         let d = calls_between(&before, &m);
         assert_eq!(d.get("evalsha"), Some(&200));
         assert_eq!(d.get("ping"), Some(&1));
+    }
+
+    #[test]
+    fn round_trips_are_read_by_operation() {
+        let text = "# TYPE payout_redis_round_trips_total counter\n\
+                    payout_redis_round_trips_total{op=\"claim\"} 500\n\
+                    payout_redis_round_trips_total{op=\"transition\"} 1000\n\
+                    payout_redis_errors_total 0\n";
+        let m = by_label(text, "payout_redis_round_trips_total", "op");
+        assert_eq!(m.get("claim"), Some(&500));
+        assert_eq!(m.get("transition"), Some(&1000));
+        assert_eq!(m.len(), 2);
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct LoadArgs {
     /// Latency the simulator adds to every channel call (milliseconds).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// The simulator's settlement time for channels that settle asynchronously; 0: the
+    /// bank settles instant payments in its first answer.
+    #[arg(long, default_value_t = 0)]
+    pub settle_ms: u64,
     /// Skip the relay baseline.
     #[arg(long)]
     pub no_relay: bool,

@@ -9,7 +9,7 @@ use crate::config::AmqpSettings;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ExchangeKind};
@@ -33,7 +33,10 @@ impl RelayNames {
 /// Declares the relay's input queue (quorum, like the work queue) and output exchange.
 pub async fn declare(channel: &lapin::Channel, names: &RelayNames) -> Result<(), lapin::Error> {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     channel
         .queue_declare(
             names.input.as_str().into(),
@@ -56,23 +59,6 @@ pub async fn declare(channel: &lapin::Channel, names: &RelayNames) -> Result<(),
         )
         .await?;
     Ok(())
-}
-
-/// Binds `queue` to the relay's output.
-pub async fn bind(
-    channel: &lapin::Channel,
-    names: &RelayNames,
-    queue: &str,
-) -> Result<(), lapin::Error> {
-    channel
-        .queue_bind(
-            queue.into(),
-            names.output.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
 }
 
 /// Runs the relay on a connection of its own until the connection is closed.

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub events_published: IntCounterVec,
     pub event_confirm_seconds: Histogram,
     pub broker_reconnects: IntCounter,
+    pub redis_round_trips: IntCounterVec,
     pub redis_errors: IntCounter,
     /// Acks or nacks the broker did not take (the message will come back).
     pub acks_failed: IntCounter,
@@ -121,6 +122,12 @@ impl Metrics {
                 &r,
                 "broker_reconnects_total",
                 "Broker sessions that ended and were reopened.",
+            ),
+            redis_round_trips: counter_vec(
+                &r,
+                "redis_round_trips_total",
+                "Redis round trips (one script or one command each), by operation.",
+                &["op"],
             ),
             redis_errors: counter(
                 &r,

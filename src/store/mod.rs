@@ -14,6 +14,7 @@ pub use leg::{LegRecord, LegState};
 
 use crate::config::RedisSettings;
 use crate::domain::{LegId, WithdrawalId};
+use crate::ops::METRICS;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
@@ -190,12 +191,34 @@ impl Store {
         self.lease_ms
     }
 
-    async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> Result<Value, StoreError> {
+    /// Runs one script: one round trip (two if Redis lost the script and it is loaded
+    /// again), counted by `op` in `payout_redis_round_trips_total`.
+    async fn run(
+        &self,
+        op: &'static str,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<Value, StoreError> {
+        METRICS.redis_round_trips.with_label_values(&[op]).inc();
         let mut conn = self.conn.clone();
         tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
             .await
             .map_err(|_| StoreError::Timeout(self.timeout))?
             .map_err(StoreError::from)
+    }
+
+    /// Sends one plain command, counted like [`Store::run`].
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        METRICS.redis_round_trips.with_label_values(&[op]).inc();
+        let mut conn = self.conn.clone();
+        Ok(
+            tokio::time::timeout(self.timeout, cmd.query_async(&mut conn))
+                .await
+                .map_err(|_| StoreError::Timeout(self.timeout))??,
+        )
     }
 
     /// Claims the id for the command with `digest` and takes the lease for `owner`, or
@@ -215,7 +238,7 @@ impl Store {
             .arg(&owner.0)
             .arg(self.lease_ms)
             .arg(command);
-        let reply: Vec<String> = strings(self.run(inv).await?)?;
+        let reply: Vec<String> = strings(self.run("claim", inv).await?)?;
         match reply.split_first() {
             Some((status, _)) if status == "conflict" => Ok(Claim::Conflict),
             Some((status, _)) if status == "busy" => Ok(Claim::Busy),
@@ -245,7 +268,7 @@ impl Store {
             .arg(self.retention_secs)
             .arg(outcome.unwrap_or(""))
             .arg(&owner.0);
-        let reply: Vec<String> = strings(self.run(inv).await?)?;
+        let reply: Vec<String> = strings(self.run("transition", inv).await?)?;
         let t = match reply.as_slice() {
             [status, outcome] if status == "applied" => Transition::Applied {
                 outcome: (!outcome.is_empty()).then(|| outcome.clone()),
@@ -273,7 +296,7 @@ impl Store {
             .arg(outcome)
             .arg(self.retention_secs)
             .arg(&owner.0);
-        let reply: Vec<String> = strings(self.run(inv).await?)?;
+        let reply: Vec<String> = strings(self.run("finish", inv).await?)?;
         match reply.as_slice() {
             [status, stored] if status == "stored" => Ok(Some(stored.clone())),
             [status] if status == "lost" => Ok(None),
@@ -287,7 +310,7 @@ impl Store {
         let key = self.key(id);
         let mut inv = scripts::REJECT.key(&key);
         inv.arg(event).arg(self.retention_secs);
-        let reply: Vec<String> = strings(self.run(inv).await?)?;
+        let reply: Vec<String> = strings(self.run("reject", inv).await?)?;
         match reply.as_slice() {
             [status, stored] if status == "stored" => Ok(Rejected::Stored(stored.clone())),
             [status] if status == "claimed" => Ok(Rejected::AlreadyClaimed),
@@ -300,7 +323,7 @@ impl Store {
         let lease = self.lease_key(id);
         let mut inv = scripts::RELEASE.key(&lease);
         inv.arg(&owner.0);
-        self.run(inv).await?;
+        self.run("release", inv).await?;
         Ok(())
     }
 
@@ -309,7 +332,7 @@ impl Store {
         let lease = self.lease_key(id);
         let mut inv = scripts::RENEW.key(&lease);
         inv.arg(&owner.0).arg(self.lease_ms);
-        let renewed: i64 = redis::from_redis_value(self.run(inv).await?)
+        let renewed: i64 = redis::from_redis_value(self.run("renew", inv).await?)
             .map_err(|e| StoreError::Protocol(e.to_string()))?;
         Ok(renewed == 1)
     }
@@ -319,7 +342,7 @@ impl Store {
         let key = self.key(id);
         let mut inv = scripts::NOTE.key(&key);
         inv.arg(format!("review:{kind}")).arg(self.retention_secs);
-        self.run(inv).await?;
+        self.run("note_review", inv).await?;
         Ok(())
     }
 
@@ -327,17 +350,11 @@ impl Store {
     /// slot), so a plain command, written before the review event is published: an entry
     /// whose event was not published yet is harmless, `review list` shows the record.
     pub async fn index_review(&self, id: &WithdrawalId) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        tokio::time::timeout(
-            self.timeout,
-            redis::cmd("ZADD")
-                .arg(self.review_index())
-                .arg(chrono::Utc::now().timestamp())
-                .arg(id.as_str())
-                .query_async::<i64>(&mut conn),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(self.timeout))??;
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(self.review_index())
+            .arg(chrono::Utc::now().timestamp())
+            .arg(id.as_str());
+        self.query::<i64>("index_review", &cmd).await?;
         Ok(())
     }
 
@@ -347,47 +364,27 @@ impl Store {
 
     /// Withdrawals that raised review, oldest first, with the time they did (unix secs).
     pub async fn reviews(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut conn = self.conn.clone();
-        let flat: Vec<(String, i64)> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("ZRANGE")
-                .arg(self.review_index())
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(self.timeout))??;
-        Ok(flat)
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.review_index())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        self.query("reviews", &cmd).await
     }
 
     /// Takes a withdrawal off the review index.
     pub async fn unlist_review(&self, id: &WithdrawalId) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        tokio::time::timeout(
-            self.timeout,
-            redis::cmd("ZREM")
-                .arg(self.review_index())
-                .arg(id.as_str())
-                .query_async::<i64>(&mut conn),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(self.timeout))??;
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(self.review_index()).arg(id.as_str());
+        self.query::<i64>("unlist_review", &cmd).await?;
         Ok(())
     }
 
     /// Everything stored about a withdrawal (`None`: no record).
     pub async fn load(&self, id: &WithdrawalId) -> Result<Option<WithdrawalRecord>, StoreError> {
-        let mut conn = self.conn.clone();
-        let fields: Vec<String> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("HGETALL")
-                .arg(self.key(id))
-                .query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(self.timeout))??;
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.key(id));
+        let fields: Vec<String> = self.query("load", &cmd).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -396,13 +393,7 @@ impl Store {
 
     /// Round-trip check for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        tokio::time::timeout(
-            self.timeout,
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(self.timeout))??;
+        self.query::<String>("ping", &redis::cmd("PING")).await?;
         Ok(())
     }
 }

@@ -3,7 +3,8 @@
 //! idempotency, and renders status reports from the record at a given moment.
 //!
 //! Settlement is asynchronous as at a real bank: a new payment is acknowledged `ACTC`,
-//! reports `ACSP` until `settle` has passed, then `ACSC`. The request chooses a business
+//! reports `ACSP` until `settle` has passed, then `ACSC`; with no settlement time
+//! (`settle_ms = 0`) it is an instant payment, `ACSC` in the initiation's answer. The request chooses a business
 //! failure: a creditor account or original transaction id ending in `0000` is rejected at
 //! once (`RJCT AC04`, nothing moved); ending in `0001` is acknowledged and rejected after
 //! settlement (`RJCT AC01`).
@@ -154,6 +155,9 @@ pub fn initiate(
     } else if req.target.ends_with("0001") {
         let then = Settled::Refused;
         (Fate::Settles { at, then }, 0)
+    } else if settle.is_zero() {
+        // No settlement time: an instant payment, settled in the initiation's answer.
+        (Fate::Paid, 1)
     } else {
         let then = Settled::Paid;
         (Fate::Settles { at, then }, 1)

@@ -122,6 +122,23 @@ fn moves(ledger: &Ledger, key: &str, now: Instant) -> Option<u32> {
 }
 
 #[test]
+fn with_no_settlement_time_a_payment_settles_in_its_answer() {
+    let (sim, ledger, t0) = (sim(), Ledger::new(), Instant::now());
+    let pay = post(transfer("PO9", ACCOUNT, "20.00"));
+    let first = sim.handle(&ledger, Duration::ZERO, &request(&pay, "PO9"), t0);
+    assert_eq!((first.status, status_of(&first).0), (201, "ACSC".into()));
+    assert!(matches!(
+        worker_sees(&first, &pay.path, "PO9"),
+        ChannelOutcome::Succeeded { .. }
+    ));
+    assert_eq!(moves(&ledger, "PO9", t0), Some(1));
+    // A refusal stays a refusal.
+    let refused = post(transfer("PO8", "6222000000000000", "20.00"));
+    let answer = sim.handle(&ledger, Duration::ZERO, &request(&refused, "PO8"), t0);
+    assert_eq!(status_of(&answer).0, "RJCT");
+}
+
+#[test]
 fn a_new_payment_is_acknowledged_in_progress_then_settled() {
     let (sim, ledger, t0) = (sim(), Ledger::new(), Instant::now());
     let pay = post(transfer("PO1", ACCOUNT, "500.00"));
