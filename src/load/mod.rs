@@ -107,6 +107,16 @@ pub async fn run(
     std::fs::write(&args.report, json)
         .map_err(|e| format!("cannot write {}: {e}", args.report.display()))?;
     println!("report written to {}", args.report.display());
+    let incomplete = [Some(&report.worker), report.relay.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|p| p.completed < args.withdrawals);
+    if incomplete {
+        return Err(format!(
+            "not every withdrawal reached a terminal event (worker log kept in {})",
+            logs.display()
+        ));
+    }
     let _ = std::fs::remove_dir_all(&logs);
     Ok(report)
 }
