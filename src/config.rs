@@ -354,7 +354,77 @@ impl Settings {
     pub fn uses_dev_hmac_key(&self) -> bool {
         self.auth.hmac_keys.expose_secret().contains(DEV_HMAC_KEYS)
     }
+
+    /// The settings still on a development secret: the compiled-in HMAC key, and every
+    /// channel key file left empty (the adapters then use the compiled-in key pair, so a
+    /// forged channel answer signed with the public development key would be trusted).
+    pub fn development_secrets(&self) -> Vec<&'static str> {
+        let c = &self.channels;
+        let mut found: Vec<&'static str> = [
+            (
+                "channels.alipay.app_private_key_file",
+                &c.alipay.app_private_key_file,
+            ),
+            (
+                "channels.alipay.alipay_public_key_file",
+                &c.alipay.alipay_public_key_file,
+            ),
+            (
+                "channels.wechat_pay.merchant_private_key_file",
+                &c.wechat_pay.merchant_private_key_file,
+            ),
+            (
+                "channels.wechat_pay.platform_public_key_file",
+                &c.wechat_pay.platform_public_key_file,
+            ),
+            (
+                "channels.unionpay.merchant_private_key_file",
+                &c.unionpay.merchant_private_key_file,
+            ),
+            (
+                "channels.unionpay.unionpay_public_key_file",
+                &c.unionpay.unionpay_public_key_file,
+            ),
+            (
+                "channels.bank.client_private_key_file",
+                &c.bank.client_private_key_file,
+            ),
+            (
+                "channels.bank.gateway_public_key_file",
+                &c.bank.gateway_public_key_file,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, path)| path.trim().is_empty())
+        .map(|(key, _)| key)
+        .collect();
+        if self.uses_dev_hmac_key() {
+            found.insert(0, "auth.hmac_keys");
+        }
+        found
+    }
+
+    /// With `PAYOUT_ENV=production` (the value of [`ENVIRONMENT_VAR`] given as
+    /// `environment`), refuses to run on any development secret.
+    pub fn check_production(&self, environment: Option<&str>) -> Result<(), SettingsError> {
+        if !environment.is_some_and(|e| e.trim().eq_ignore_ascii_case("production")) {
+            return Ok(());
+        }
+        match self.development_secrets().as_slice() {
+            [] => Ok(()),
+            [first, ..] => Err(invalid(
+                first,
+                format!(
+                    "{ENVIRONMENT_VAR}=production, but these settings still use development secrets compiled into the binary: {}",
+                    self.development_secrets().join(", ")
+                ),
+            )),
+        }
+    }
 }
+
+/// Marks the deployment: `production` refuses development secrets.
+pub const ENVIRONMENT_VAR: &str = "PAYOUT_ENV";
 
 pub fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
@@ -371,6 +441,34 @@ mod tests {
         assert_eq!(s.topology.work_queue, "payout.withdrawals.approved");
         assert_eq!(s.rules.bank_window_days_by_bank["ICBC"], 30);
         assert!(s.uses_dev_hmac_key());
+        // Development secrets everywhere: fine until the deployment says production.
+        assert_eq!(s.development_secrets().len(), 9);
+        assert!(s.check_production(None).is_ok());
+        assert!(s.check_production(Some("staging")).is_ok());
+        let refused = s
+            .check_production(Some("Production"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("auth.hmac_keys")
+                && refused.contains("channels.bank.gateway_public_key_file"),
+            "{refused}"
+        );
+        let mut real = s.clone();
+        real.auth.hmac_keys = SecretString::from("k1:a-real-secret".to_owned());
+        for path in [
+            &mut real.channels.alipay.app_private_key_file,
+            &mut real.channels.alipay.alipay_public_key_file,
+            &mut real.channels.wechat_pay.merchant_private_key_file,
+            &mut real.channels.wechat_pay.platform_public_key_file,
+            &mut real.channels.unionpay.merchant_private_key_file,
+            &mut real.channels.unionpay.unionpay_public_key_file,
+            &mut real.channels.bank.client_private_key_file,
+            &mut real.channels.bank.gateway_public_key_file,
+        ] {
+            *path = "/etc/payout/key.pem".into();
+        }
+        assert!(real.check_production(Some("production")).is_ok());
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub enum WorkerError {
     ConsumerCancelled,
     #[error("the publishing channel was closed")]
     PublishingClosed,
-    #[error("configuration key `auth.hmac_keys`: {0}")]
+    #[error("secrets: {0}")]
     Keys(String),
 }
 
@@ -83,8 +83,8 @@ impl Worker {
         channels: Channels,
         publisher: Publisher,
     ) -> Result<Self, WorkerError> {
-        let keys =
-            KeyRing::parse(settings.auth.hmac_keys.expose_secret()).map_err(WorkerError::Keys)?;
+        let keys = KeyRing::parse(settings.auth.hmac_keys.expose_secret())
+            .map_err(|e| WorkerError::Keys(format!("auth.hmac_keys: {e}")))?;
         Ok(Self {
             rules: Arc::new(Rules::from_settings(&settings.rules)),
             retry: retry::RetryPolicy::from_settings(&settings.retry),
@@ -100,6 +100,13 @@ impl Worker {
 /// Runs the worker until `shutdown`; returns once in-flight work has drained.
 pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), WorkerError> {
     let settings = Arc::new(settings);
+    settings
+        .check_production(
+            std::env::var(crate::config::ENVIRONMENT_VAR)
+                .ok()
+                .as_deref(),
+        )
+        .map_err(|e| WorkerError::Keys(e.to_string()))?;
     if settings.uses_dev_hmac_key() {
         tracing::warn!(
             "accepting commands signed with the DEVELOPMENT HMAC key: never in production"
