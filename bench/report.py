@@ -107,10 +107,13 @@ rows.append((
 ))
 # 6. Redis round trips.
 trips = bank["redis"]["round_trips_per_withdrawal"]
+containment = bank["redis"]["round_trips"].get("reserve_daily", 0) / max(1, bank["worker"]["completed"])
 rows.append((
     "Redis round trips per single-leg withdrawal, happy path",
     "≤ 3",
-    f"{trips:.2f} ({', '.join(f'{k} {v}' for k, v in bank['redis']['round_trips'].items())} for {bank['worker']['completed']})",
+    f"{trips:.2f} ({', '.join(f'{k} {v}' for k, v in bank['redis']['round_trips'].items())} "
+    f"for {bank['worker']['completed']}): {trips - containment:.2f} for the payout itself "
+    f"+ {containment:.2f} for the account's containment limits",
     f"{trips / 3:.2f} of budget",
     verdict(trips <= 3.0001),
 ))

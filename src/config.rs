@@ -20,6 +20,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rules: RulesSettings,
     pub retry: RetrySettings,
+    pub limits: LimitsSettings,
     pub channels: ChannelSettings,
     pub sim: SimSettings,
     pub log: LogSettings,
@@ -88,6 +89,41 @@ pub struct RetrySettings {
     pub in_process_budget_ms: u64,
     pub max_deferrals: u32,
     pub settlement_margin_secs: u64,
+}
+
+/// Containment limits (`crate::limits`): a command past one is held for review, not paid.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitsSettings {
+    #[serde(deserialize_with = "decimal")]
+    pub max_leg_amount: rust_decimal::Decimal,
+    #[serde(deserialize_with = "decimal")]
+    pub max_withdrawal_amount: rust_decimal::Decimal,
+    /// Per account and UTC day, over the withdrawals that passed the other limits.
+    #[serde(deserialize_with = "decimal")]
+    pub account_daily_amount: rust_decimal::Decimal,
+    pub account_daily_count: u32,
+    /// How old `approved_at` may be when a withdrawal is first claimed.
+    pub max_age_secs: u64,
+}
+
+/// A decimal from a TOML string, or from an environment variable (which the loader may
+/// have read as a number).
+fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<rust_decimal::Decimal, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Any {
+        Text(String),
+        Int(i64),
+        Float(f64),
+    }
+    let text = match Any::deserialize(d)? {
+        Any::Text(s) => s,
+        Any::Int(i) => i.to_string(),
+        Any::Float(f) => f.to_string(),
+    };
+    text.trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a decimal amount")))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -344,6 +380,25 @@ impl Settings {
                     format!("{kind}: needs at least one delay, each > 0"),
                 ));
             }
+        }
+        let l = &self.limits;
+        for (key, amount) in [
+            ("limits.max_leg_amount", l.max_leg_amount),
+            ("limits.max_withdrawal_amount", l.max_withdrawal_amount),
+            ("limits.account_daily_amount", l.account_daily_amount),
+        ] {
+            if amount <= rust_decimal::Decimal::ZERO || amount.scale() > 2 {
+                return Err(invalid(
+                    key,
+                    "must be an amount above zero, at most two places",
+                ));
+            }
+        }
+        if l.account_daily_count == 0 || l.max_age_secs == 0 {
+            return Err(invalid(
+                "limits.account_daily_count / limits.max_age_secs",
+                "must be at least 1",
+            ));
         }
         if self.retry.max_deferrals == 0 {
             return Err(invalid("retry.max_deferrals", "must be at least 1"));

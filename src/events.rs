@@ -159,6 +159,8 @@ pub enum ReviewKind {
     SettlementOverdue,
     /// An outcome still unknown after the retry budget.
     OutcomeUnknown,
+    /// Past a containment limit (`crate::limits`): held before any leg was sent.
+    Limit,
 }
 
 impl ReviewKind {
@@ -167,6 +169,7 @@ impl ReviewKind {
             Self::Leg => "leg",
             Self::SettlementOverdue => "settlement_overdue",
             Self::OutcomeUnknown => "outcome_unknown",
+            Self::Limit => "limit",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod limits;
 pub mod load;
 pub mod ops;
 pub mod routing;

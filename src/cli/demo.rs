@@ -170,7 +170,7 @@ pub fn sample(run_id: &str, n: u64) -> Vec<u8> {
     };
     json!({
         "type": "withdrawal.approved", "version": 1,
-        "withdrawal_id": format!("demo-{run_id}-{n}"), "account_id": format!("acct-{}", n % 7),
+        "withdrawal_id": format!("demo-{run_id}-{n}"), "account_id": format!("acct-{run_id}-{n}"),
         "verified_name": "Zhang San", "currency": "CNY", "amount": amount,
         "approved_at": now.to_rfc3339(), "legs": legs,
     })

@@ -61,6 +61,10 @@ pub enum Command {
         /// Sign with this key id instead of auth.publish_key_id.
         #[arg(long)]
         key_id: Option<String>,
+        /// Set `approved_at` to now before signing (for demos: an example file's date
+        /// soon passes `limits.max_age_secs`, and the worker holds it for review).
+        #[arg(long)]
+        now: bool,
     },
     /// Declare exchanges, queues and bindings.
     Topology,
@@ -174,9 +178,19 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             settings.validate()?;
             run_sim(&settings, shutdown::os_signal()).await
         }
-        Command::Publish { file, key_id } => {
-            let body = std::fs::read(&file)
+        Command::Publish { file, key_id, now } => {
+            let mut body = std::fs::read(&file)
                 .map_err(|e| CliError::Other(format!("cannot read {}: {e}", file.display())))?;
+            if now {
+                let mut v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                    CliError::Other(format!(
+                        "--now needs a JSON object in {}: {e}",
+                        file.display()
+                    ))
+                })?;
+                v["approved_at"] = serde_json::Value::from(chrono::Utc::now().to_rfc3339());
+                body = v.to_string().into_bytes();
+            }
             let key_id = key_id.unwrap_or_else(|| settings.auth.publish_key_id.clone());
             let conn = broker::connect(&settings.amqp, "payout-worker-publish").await?;
             let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;

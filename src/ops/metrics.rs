@@ -29,6 +29,7 @@ pub struct Metrics {
     pub event_confirm_seconds: Histogram,
     pub broker_reconnects: IntCounter,
     pub redis_round_trips: IntCounterVec,
+    pub limit_holds: IntCounterVec,
     pub redis_errors: IntCounter,
     /// Acks or nacks the broker did not take (the message will come back).
     pub acks_failed: IntCounter,
@@ -122,6 +123,12 @@ impl Metrics {
                 &r,
                 "broker_reconnects_total",
                 "Broker sessions that ended and were reopened.",
+            ),
+            limit_holds: counter_vec(
+                &r,
+                "limit_holds_total",
+                "Withdrawals held for review by a containment limit, by limit.",
+                &["limit"],
             ),
             redis_round_trips: counter_vec(
                 &r,

@@ -73,6 +73,22 @@ impl LegRecord {
         }
     }
 
+    /// A leg held before any send (a containment limit), for the review event only:
+    /// never stored.
+    pub fn held(channel: ChannelKind, reason: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            state: LegState::Review,
+            route: None,
+            channel,
+            sends: 0,
+            first_sent_at: None,
+            reference: None,
+            code: None,
+            reason: Some(reason.to_owned()),
+            updated_at: now,
+        }
+    }
+
     /// The record to store just before a (re)send.
     pub fn sending(
         prev: Option<&LegRecord>,

@@ -19,6 +19,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -344,6 +345,57 @@ impl Store {
         inv.arg(format!("review:{kind}")).arg(self.retention_secs);
         self.run("note_review", inv).await?;
         Ok(())
+    }
+
+    /// Counts a withdrawal against its account's limits for `day` (see
+    /// [`crate::limits`]): `None` when it fits (or was counted before), else the breach.
+    /// The account's keys share one hash tag, so the check and the count are one script.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reserve_daily(
+        &self,
+        account_id: &str,
+        day: &str,
+        id: &WithdrawalId,
+        cents: i64,
+        max_cents: i64,
+        max_count: u32,
+    ) -> Result<Option<crate::limits::Breach>, StoreError> {
+        // Braces would move the hash tag: the account id is hashed for the key.
+        let tag = hex::encode(&Sha256::digest(account_id.as_bytes())[..12]);
+        let totals = format!("{}:account:{{{tag}}}:{day}", self.prefix);
+        let ids = format!("{totals}:ids");
+        let mut inv = scripts::RESERVE_DAILY.key(&totals);
+        inv.key(&ids)
+            .arg(id.as_str())
+            .arg(cents)
+            .arg(max_cents)
+            .arg(max_count)
+            .arg(2 * 86_400);
+        let reply: Vec<String> = strings(self.run("reserve_daily", inv).await?)?;
+        let yuan = |c: &str| rust_decimal::Decimal::new(c.parse().unwrap_or(0), 2);
+        match reply.as_slice() {
+            [status] if status == "ok" => Ok(None),
+            [status, which, so_far] if status == "over" && which == "count" => {
+                Ok(Some(crate::limits::Breach {
+                    limit: "account_daily_count",
+                    detail: format!(
+                        "the account already has {so_far} withdrawal(s) today, at most {max_count} allowed"
+                    ),
+                }))
+            }
+            [status, which, so_far] if status == "over" && which == "amount" => {
+                Ok(Some(crate::limits::Breach {
+                    limit: "account_daily_amount",
+                    detail: format!(
+                        "{} asked on top of {} today, at most {} allowed",
+                        yuan(&cents.to_string()),
+                        yuan(so_far),
+                        yuan(&max_cents.to_string())
+                    ),
+                }))
+            }
+            _ => Err(StoreError::Protocol(format!("reserve_daily: {reply:?}"))),
+        }
     }
 
     /// Puts a withdrawal on the index `review list` reads. Its own key (another cluster

@@ -119,3 +119,25 @@ return 1
 "#,
     )
 });
+
+/// Counts a withdrawal against its account's daily limits, once per withdrawal id.
+/// KEYS[1] the day's totals (hash: cents, count), KEYS[2] the ids counted (set), both
+/// tagged with the account; ARGV: withdrawal id, cents, max cents, max count, ttl.
+/// → {"ok"} (counted now or before) | {"over", "amount"|"count", total so far}
+pub static RESERVE_DAILY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return {'ok'} end
+local cents = tonumber(redis.call('HGET', KEYS[1], 'cents') or '0')
+local count = tonumber(redis.call('HGET', KEYS[1], 'count') or '0')
+if count + 1 > tonumber(ARGV[4]) then return {'over', 'count', tostring(count)} end
+if cents + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {'over', 'amount', tostring(cents)} end
+redis.call('HINCRBY', KEYS[1], 'cents', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return {'ok'}
+"#,
+    )
+});

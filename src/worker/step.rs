@@ -16,6 +16,7 @@ use crate::domain::command::{named_withdrawal, parse_json, parse_value};
 use crate::domain::WithdrawalId;
 use crate::domain::{Leg, RejectCode, Rejection, Withdrawal};
 use crate::events::{self, Event, ReviewKind};
+use crate::limits::Breach;
 use crate::ops::METRICS;
 use crate::store::{Claim, LeaseOwner, LegRecord, LegState, Rejected, Store, WithdrawalRecord};
 use chrono::Utc;
@@ -113,6 +114,18 @@ impl Worker {
             self.publish_stored(stored).await?;
             return Ok(Decision::Ack);
         }
+        if record
+            .reviews_raised
+            .iter()
+            .any(|k| k == ReviewKind::Limit.as_str())
+        {
+            // Held by a containment limit: nothing is paid until a person decides.
+            tracing::info!(withdrawal_id = %w.id, "held by a containment limit; not paying");
+            if let Err(e) = self.store.release(&w.id, &owner).await {
+                tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+            }
+            return Ok(Decision::Ack);
+        }
         // We hold the lease: keep it alive while channel calls run, give it back after.
         // Storing the terminal outcome releases it in the same script; every other
         // ending releases it here.
@@ -135,6 +148,25 @@ impl Worker {
         props: &BasicProperties,
     ) -> Result<(Decision, Released), StepError> {
         if record.legs.is_empty() {
+            // First claim, nothing sent yet: the containment limits, then `processing`.
+            if let Some(breach) = self.breached_limit(w).await? {
+                METRICS.limit_holds.with_label_values(&[breach.limit]).inc();
+                let held: Vec<LegRecord> = w
+                    .legs
+                    .iter()
+                    .map(|l| LegRecord::held(l.channel, &breach.reason(), Utc::now()))
+                    .collect();
+                let view: Vec<(&Leg, &LegRecord)> = w.legs.iter().zip(held.iter()).collect();
+                self.raise_review(
+                    w,
+                    &record.reviews_raised,
+                    &view,
+                    ReviewKind::Limit,
+                    &breach.reason(),
+                )
+                .await?;
+                return Ok((Decision::Ack, Released::No));
+            }
             self.publish(&events::processing(w, Utc::now())).await?;
         }
         // Delivered before (a broker redelivery or one of our deferrals): the leg records
@@ -203,6 +235,27 @@ impl Worker {
             },
             Released::No,
         ))
+    }
+
+    /// The containment limit this withdrawal goes past, if any: the command's own
+    /// limits, then its account's daily ones (counted in Redis once per withdrawal).
+    async fn breached_limit(&self, w: &Withdrawal) -> Result<Option<Breach>, StepError> {
+        let l = &self.settings.limits;
+        let now = Utc::now();
+        if let Some(b) = crate::limits::check_command(w, l, now) {
+            return Ok(Some(b));
+        }
+        Ok(self
+            .store
+            .reserve_daily(
+                &w.account_id,
+                &crate::limits::day(now),
+                &w.id,
+                w.amount.minor_units(),
+                crate::limits::cents(l.account_daily_amount),
+                l.account_daily_count,
+            )
+            .await?)
     }
 
     /// Publishes `withdrawal.review_required` of `kind` unless it was raised before.

@@ -474,7 +474,7 @@ pub fn withdrawal(id: &str, legs: Vec<Value>) -> Vec<u8> {
         })
         .sum();
     json!({
-        "type": "withdrawal.approved", "version": 1, "withdrawal_id": id, "account_id": "acct-42",
+        "type": "withdrawal.approved", "version": 1, "withdrawal_id": id, "account_id": format!("acct-{id}"),
         "verified_name": "Zhang San", "currency": "CNY", "amount": format!("{total:.2}"),
         "approved_at": chrono::Utc::now().to_rfc3339(), "legs": legs,
     })

@@ -2,7 +2,8 @@
 //! table end to end, the ledger read back), and the transport's failure modes: connection
 //! refused, a gateway that never answers, answers that do not verify. Listeners are bound
 //! before anything connects, so nothing sleeps to synchronise; settlement time is chosen
-//! per test through the simulator's `settle_ms` (0: settled by the first query; an hour:
+//! per test through the simulator's `settle_ms` (1: settled by the first query, which
+//! comes after two RSA signatures, well past a millisecond; an hour:
 //! still in progress).
 
 use super::*;
@@ -96,7 +97,7 @@ fn succeeded(o: &ChannelOutcome) -> bool {
 
 #[tokio::test]
 async fn a_card_payment_is_acknowledged_then_settled_and_paid_once() {
-    let (client, sim, _stop) = client_for_sim(0).await;
+    let (client, sim, _stop) = client_for_sim(1).await;
     let o = order("card", "500.00", card("6222020200112233445"));
     assert_eq!(client.pay(&o).await, ChannelOutcome::Pending);
     let settled = client.query(&o).await;
@@ -118,7 +119,7 @@ async fn a_payment_stays_in_progress_until_the_bank_settles_it() {
 
 #[tokio::test]
 async fn an_online_banking_refund_is_returned_to_its_source() {
-    let (client, sim, _stop) = client_for_sim(0).await;
+    let (client, sim, _stop) = client_for_sim(1).await;
     let o = order("refund", "88.00", refund("2026031522001456"));
     assert_eq!(client.pay(&o).await, ChannelOutcome::Pending);
     assert!(succeeded(&client.query(&o).await));
@@ -127,7 +128,7 @@ async fn an_online_banking_refund_is_returned_to_its_source() {
 
 #[tokio::test]
 async fn a_closed_account_is_rejected_at_once_and_nothing_moves() {
-    let (client, sim, _stop) = client_for_sim(0).await;
+    let (client, sim, _stop) = client_for_sim(1).await;
     for (leg, target) in [
         ("c0", card("62220202001122330000")),
         ("r0", refund("20260315220014560000")),
@@ -145,7 +146,7 @@ async fn a_closed_account_is_rejected_at_once_and_nothing_moves() {
 
 #[tokio::test]
 async fn a_wrong_account_is_rejected_only_after_acceptance() {
-    let (client, sim, _stop) = client_for_sim(0).await;
+    let (client, sim, _stop) = client_for_sim(1).await;
     let o = order("c1", "10.00", card("62220202001122330001"));
     assert_eq!(client.pay(&o).await, ChannelOutcome::Pending);
     assert!(
@@ -156,7 +157,7 @@ async fn a_wrong_account_is_rejected_only_after_acceptance() {
 
 #[tokio::test]
 async fn our_key_with_other_content_needs_a_person_and_unknown_keys_are_not_found() {
-    let (client, _sim, _stop) = client_for_sim(0).await;
+    let (client, _sim, _stop) = client_for_sim(1).await;
     let o = order("dupl", "10.00", card("6222020200112233445"));
     assert_eq!(client.query(&o).await, ChannelOutcome::NotFound);
     assert_eq!(client.pay(&o).await, ChannelOutcome::Pending);
@@ -172,7 +173,7 @@ async fn our_key_with_other_content_needs_a_person_and_unknown_keys_are_not_foun
 
 #[tokio::test]
 async fn a_request_signed_with_the_wrong_key_is_refused_and_nothing_moves() {
-    let (base, _stop) = start_sim(0).await;
+    let (base, _stop) = start_sim(1).await;
     let mut s = settings(&format!("{base}/bank"));
     s.client_private_key_file = "tests/fixtures/keys/test_rsa_private.pem".into();
     let client = BankClient::from_settings(&s).unwrap();
@@ -186,7 +187,7 @@ async fn a_request_signed_with_the_wrong_key_is_refused_and_nothing_moves() {
 
 #[tokio::test]
 async fn an_answer_we_cannot_verify_is_unknown() {
-    let (base, _stop) = start_sim(0).await;
+    let (base, _stop) = start_sim(1).await;
     let mut s = settings(&format!("{base}/bank"));
     s.gateway_public_key_file = "tests/fixtures/keys/test_rsa_public.pem".into();
     let client = BankClient::from_settings(&s).unwrap();

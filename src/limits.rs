@@ -1,0 +1,174 @@
+//! Containment limits: what a leaked publishing key can make the worker pay.
+//!
+//! A command past any limit is not paid: it is held with `withdrawal.review_required`
+//! (review kind `limit`, the limit named in `reason` and `limit`), its funds stay
+//! frozen, and a person decides (`review resolve`). Checked on a withdrawal's first
+//! claim only, before any leg is sent:
+//! - per command ([`check_command`], pure): each leg's amount, the withdrawal's amount,
+//!   and the age of `approved_at` (which also stops an authentic command replayed after
+//!   its idempotency record expired from Redis);
+//! - per account and UTC day ([`crate::store::Store::reserve_daily`], one Lua script on
+//!   the account's own keys): the amount and the number of withdrawals, counted once per
+//!   withdrawal id however often it is delivered.
+
+use crate::config::LimitsSettings;
+use crate::domain::Withdrawal;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+/// A limit a command goes past.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breach {
+    /// The setting's name under `[limits]`.
+    pub limit: &'static str,
+    /// For a person: what was asked against what is allowed (no account data).
+    pub detail: String,
+}
+
+impl Breach {
+    pub fn reason(&self) -> String {
+        format!(
+            "containment limit `{}` exceeded: {}",
+            self.limit, self.detail
+        )
+    }
+}
+
+/// The limits one command can be checked against alone.
+pub fn check_command(
+    w: &Withdrawal,
+    limits: &LimitsSettings,
+    now: DateTime<Utc>,
+) -> Option<Breach> {
+    let age = now.signed_duration_since(w.approved_at);
+    if age.num_seconds() > i64::try_from(limits.max_age_secs).unwrap_or(i64::MAX) {
+        return Some(Breach {
+            limit: "max_age_secs",
+            detail: format!(
+                "approved {}s ago, at most {}s allowed",
+                age.num_seconds(),
+                limits.max_age_secs
+            ),
+        });
+    }
+    if let Some(leg) = w
+        .legs
+        .iter()
+        .find(|l| l.amount.decimal() > limits.max_leg_amount)
+    {
+        return Some(Breach {
+            limit: "max_leg_amount",
+            detail: format!(
+                "leg {} pays {}, at most {} allowed",
+                leg.id, leg.amount, limits.max_leg_amount
+            ),
+        });
+    }
+    if w.amount.decimal() > limits.max_withdrawal_amount {
+        return Some(Breach {
+            limit: "max_withdrawal_amount",
+            detail: format!(
+                "{} asked, at most {} allowed",
+                w.amount, limits.max_withdrawal_amount
+            ),
+        });
+    }
+    None
+}
+
+/// An amount in cents (the Redis counters are integers): amounts have at most two places.
+pub fn cents(amount: Decimal) -> i64 {
+    (amount * Decimal::ONE_HUNDRED)
+        .trunc()
+        .try_into()
+        .unwrap_or(i64::MAX)
+}
+
+/// The UTC day a withdrawal counts against.
+pub fn day(now: DateTime<Utc>) -> String {
+    now.format("%Y%m%d").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::command::parse_command;
+    use chrono::Duration;
+    use proptest::prelude::*;
+
+    fn limits() -> LimitsSettings {
+        LimitsSettings {
+            max_leg_amount: Decimal::new(500_000, 2),
+            max_withdrawal_amount: Decimal::new(800_000, 2),
+            account_daily_amount: Decimal::new(1_000_000, 2),
+            account_daily_count: 5,
+            max_age_secs: 3600,
+        }
+    }
+
+    fn command(legs: &[&str], approved_at: DateTime<Utc>) -> Withdrawal {
+        let total: Decimal = legs.iter().map(|a| a.parse::<Decimal>().unwrap()).sum();
+        let legs: Vec<serde_json::Value> = legs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                serde_json::json!({"leg_id": (i + 1).to_string(), "amount": a,
+                "route": "designated", "channel": "alipay",
+                "payee": {"kind": "alipay", "name": "Zhang San", "account_no": "zs@example.com"}})
+            })
+            .collect();
+        let body = serde_json::json!({"type": "withdrawal.approved", "version": 1,
+            "withdrawal_id": "wd-1", "account_id": "acct-1", "verified_name": "Zhang San",
+            "currency": "CNY", "amount": total.to_string(), "approved_at": approved_at.to_rfc3339(),
+            "legs": legs});
+        parse_command(body.to_string().as_bytes(), &["CNY".to_owned()]).unwrap()
+    }
+
+    #[test]
+    fn each_limit_is_named_when_passed() {
+        let now = Utc::now();
+        let l = limits();
+        assert_eq!(check_command(&command(&["100.00"], now), &l, now), None);
+        let old = command(&["100.00"], now - Duration::seconds(3601));
+        assert_eq!(check_command(&old, &l, now).unwrap().limit, "max_age_secs");
+        let edge = command(&["100.00"], now - Duration::seconds(3600));
+        assert_eq!(check_command(&edge, &l, now), None);
+        let big_leg = command(&["5000.01"], now);
+        assert_eq!(
+            check_command(&big_leg, &l, now).unwrap().limit,
+            "max_leg_amount"
+        );
+        let big = command(&["5000.00", "3000.01"], now);
+        let b = check_command(&big, &l, now).unwrap();
+        assert_eq!(b.limit, "max_withdrawal_amount");
+        assert!(b.reason().contains("8000.01"), "{}", b.reason());
+        assert_eq!(
+            check_command(&command(&["5000.00", "3000.00"], now), &l, now),
+            None
+        );
+    }
+
+    #[test]
+    fn days_are_utc_calendar_days() {
+        let t: DateTime<Utc> = "2026-11-22T23:59:59Z".parse().unwrap();
+        assert_eq!(day(t), "20261122");
+        assert_eq!(day(t + Duration::seconds(1)), "20261123");
+    }
+
+    proptest! {
+        #[test]
+        fn cents_are_exact_for_contract_amounts(c in 1i64..=999_999_999_999_999) {
+            prop_assert_eq!(cents(Decimal::new(c, 2)), c);
+        }
+
+        /// A command under every limit passes; one cent over the leg limit never does.
+        #[test]
+        fn the_leg_limit_is_exact(c in 1i64..=1_000_000) {
+            let now = Utc::now();
+            let amount = Decimal::new(c, 2);
+            let w = command(&[&amount.to_string()], now);
+            let breach = check_command(&w, &limits(), now);
+            prop_assert_eq!(breach.is_some(), amount > limits().max_leg_amount);
+        }
+    }
+}
