@@ -9,6 +9,7 @@ use super::{ChannelOutcome, ChannelSetupError, PayoutOrder, Target};
 use crate::config::AlipaySettings;
 use crate::domain::PayeeKind;
 use protocol::{Call, GatewayResponse};
+use secrecy::zeroize::Zeroizing;
 use std::collections::BTreeMap;
 
 pub const DEV_APP_PRIVATE_KEY: &str =
@@ -28,16 +29,24 @@ pub struct AlipayClient {
     alipay_key: RsaVerifier,
 }
 
-/// Reads a PEM file, or the compiled-in development key when `path` is empty.
-pub fn read_key_or_dev(path: &str, dev: &'static str, what: &str) -> Result<String, String> {
+/// Reads a PEM file, or the compiled-in development key when `path` is empty. The text
+/// is wiped from memory when dropped (after parsing); `PAYOUT_ENV=production` refuses
+/// the development keys before any adapter is built (`Settings::check_production`).
+pub fn read_key_or_dev(
+    path: &str,
+    dev: &'static str,
+    what: &str,
+) -> Result<Zeroizing<String>, String> {
     if path.is_empty() {
         tracing::warn!(
             key = what,
             "using the DEVELOPMENT key compiled into the binary: never in production"
         );
-        return Ok(dev.to_owned());
+        return Ok(Zeroizing::new(dev.to_owned()));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} from {path}: {e}"))
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|e| format!("cannot read {what} from {path}: {e}"))
 }
 
 impl AlipayClient {
