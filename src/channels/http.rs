@@ -21,6 +21,50 @@ pub fn client(timeout_ms: u64, user_agent: &str) -> reqwest::Result<reqwest::Cli
         .build()
 }
 
+/// Hosts besides loopback that may be reached over plain HTTP (comma-separated), for a
+/// simulator in another container (`docker-compose.yml`); ignored in production.
+pub const PLAIN_HTTP_HOSTS_VAR: &str = "PAYOUT_PLAIN_HTTP_HOSTS";
+
+/// Checks a channel endpoint: HTTPS (certificates verified by rustls against the
+/// platform's roots), or plain HTTP only to a loopback address — the simulator on this
+/// machine — or a host named in [`PLAIN_HTTP_HOSTS_VAR`] outside production, and then
+/// with a warning. `setting` names the configuration key.
+pub fn check_endpoint(url: &str, setting: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{setting}: {url:?}: {e}"))?;
+    let production = std::env::var(crate::config::ENVIRONMENT_VAR)
+        .is_ok_and(|e| e.trim().eq_ignore_ascii_case("production"));
+    let allowed = std::env::var(PLAIN_HTTP_HOSTS_VAR).unwrap_or_default();
+    let named = !production
+        && parsed
+            .host_str()
+            .is_some_and(|h| allowed.split(',').any(|a| a.trim() == h));
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&parsed) || named => {
+            tracing::warn!(
+                %setting,
+                "plain HTTP to a loopback channel endpoint (the simulator): never in production"
+            );
+            Ok(())
+        }
+        "http" => Err(format!(
+            "{setting}: {url:?} is plain HTTP to a host that is not loopback; channel endpoints must be https://"
+        )),
+        other => Err(format!("{setting}: {url:?}: scheme {other:?} is not https")),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// What came back: the status, the headers and the exact body bytes (signatures cover
 /// the bytes, so they are never re-read as text first).
 pub struct Answer {
@@ -58,5 +102,31 @@ pub async fn exchange(
         Err(e) => Err(ChannelOutcome::Unknown {
             reason: format!("{channel} answer unreadable: {e}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_endpoints_are_https_or_loopback_http() {
+        assert!(check_endpoint("https://openapi.alipay.com/gateway.do", "k").is_ok());
+        assert!(check_endpoint("http://127.0.0.1:8700/gateway.do", "k").is_ok());
+        assert!(check_endpoint("http://[::1]:8700/bank", "k").is_ok());
+        assert!(check_endpoint("http://localhost:8700", "k").is_ok());
+        let e = check_endpoint(
+            "http://api.mch.weixin.qq.com",
+            "channels.wechat_pay.base_url",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("channels.wechat_pay.base_url") && e.contains("https"),
+            "{e}"
+        );
+        assert!(check_endpoint("http://10.0.0.8/bank", "k").is_err());
+        assert!(check_endpoint("http://127.0.0.1.evil.example/", "k").is_err());
+        assert!(check_endpoint("ftp://127.0.0.1/", "k").is_err());
+        assert!(check_endpoint("not a url", "k").is_err());
     }
 }

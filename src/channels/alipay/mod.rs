@@ -55,6 +55,7 @@ impl AlipayClient {
             channel: "alipay",
             message,
         };
+        super::http::check_endpoint(&s.gateway_url, "channels.alipay.gateway_url").map_err(bad)?;
         let app_pem = read_key_or_dev(
             &s.app_private_key_file,
             DEV_APP_PRIVATE_KEY,

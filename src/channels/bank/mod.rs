@@ -47,6 +47,7 @@ impl BankClient {
             channel: "bank",
             message,
         };
+        super::http::check_endpoint(&s.base_url, "channels.bank.base_url").map_err(bad)?;
         let base = Url::parse(&s.base_url).map_err(|e| bad(format!("base_url: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.query().is_some() {
             // A query string would sit outside the signed path.

@@ -56,6 +56,8 @@ impl UnionpayClient {
         if s.mer_id.is_empty() {
             return Err(bad("mer_id must be set".into()));
         }
+        super::http::check_endpoint(&s.back_url, "channels.unionpay.back_url").map_err(bad)?;
+        super::http::check_endpoint(&s.query_url, "channels.unionpay.query_url").map_err(bad)?;
         // The whole call is bounded; connecting gets a shorter bound of its own, so an
         // unreachable gateway is reported as "not sent" quickly.
         let http = super::http::client(

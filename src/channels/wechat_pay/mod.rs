@@ -71,7 +71,7 @@ impl WechatPayClient {
                 return Err(bad(format!("{name} must be set")));
             }
         }
-        Url::parse(&s.base_url).map_err(|e| bad(format!("base_url {:?}: {e}", s.base_url)))?;
+        super::http::check_endpoint(&s.base_url, "channels.wechat_pay.base_url").map_err(bad)?;
         // The whole call is bounded; connecting gets a shorter bound of its own, so an
         // unreachable endpoint is reported as "not sent" quickly.
         let http = super::http::client(s.timeout_ms, USER_AGENT).map_err(|e| bad(e.to_string()))?;
