@@ -18,6 +18,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod events;
+#[cfg(test)]
+mod fuzz;
 pub mod limits;
 pub mod load;
 pub mod ops;

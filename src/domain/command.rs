@@ -8,7 +8,7 @@ use super::money::{Currency, Money, MoneyError};
 use super::party::{AccountNo, PersonName};
 use super::reject::{RejectCode, Rejection};
 use super::{ChannelKind, LegId, WithdrawalId};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -139,10 +139,15 @@ fn money(field: &str, s: &str) -> Result<Money, Rejection> {
         .map_err(|e: MoneyError| Rejection::new(RejectCode::InvalidAmount, format!("{field}: {e}")))
 }
 
+/// An RFC 3339 time whose UTC instant is still writable as RFC 3339 (years 0000–9999):
+/// an offset may push a valid-looking text outside that range, and such an instant could
+/// not be echoed back in an event or compared with a channel's own dates.
 fn timestamp(field: &str, s: &str) -> Result<DateTime<Utc>, Rejection> {
     DateTime::parse_from_rfc3339(s)
+        .ok()
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| schema(format!("{field}: {s:?} is not an RFC 3339 timestamp")))
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .ok_or_else(|| schema(format!("{field}: {s:?} is not an RFC 3339 timestamp")))
 }
 
 fn text(field: &str, s: &str, max: usize) -> Result<String, Rejection> {

@@ -187,7 +187,8 @@ async fn a_request_signed_with_the_wrong_key_is_refused_and_nothing_moves() {
 
 #[tokio::test]
 async fn an_answer_we_cannot_verify_is_unknown() {
-    let (base, _stop) = start_sim(1).await;
+    // Instant settlement: the money has moved by the time the (unverifiable) answer comes.
+    let (base, _stop) = start_sim(0).await;
     let mut s = settings(&format!("{base}/bank"));
     s.gateway_public_key_file = "tests/fixtures/keys/test_rsa_public.pem".into();
     let client = BankClient::from_settings(&s).unwrap();

@@ -104,6 +104,19 @@ fn each_violation_has_its_code() {
 }
 
 #[test]
+fn times_outside_years_0000_to_9999_in_utc_are_refused() {
+    // Found by the fuzz targets: valid RFC 3339 text whose offset moves the instant out of range.
+    for at in ["0000-01-01T00:30:00+01:00", "9999-12-31T23:59:59-23:59"] {
+        let mut v = contract_example();
+        v["approved_at"] = json!(at);
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid, "{at}");
+        let mut v = contract_example();
+        v["legs"][0]["source"]["paid_at"] = json!(at);
+        assert_eq!(code_of(v), RejectCode::SchemaInvalid, "{at}");
+    }
+}
+
+#[test]
 fn named_withdrawal_reads_only_valid_ids() {
     let v = json!({"withdrawal_id": "wd-1", "amount": 3});
     assert_eq!(named_withdrawal(&v).unwrap().as_str(), "wd-1");
