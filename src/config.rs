@@ -41,6 +41,19 @@ pub struct AmqpSettings {
     pub heartbeat_secs: u16,
     pub connection_name: String,
     pub shutdown_grace_ms: u64,
+    /// Used with an `amqps://` URL.
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+/// TLS files for RabbitMQ or Redis (`crate::tls`); empty strings: none.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TlsSettings {
+    /// PEM CA certificate(s) that sign the server's certificate, besides the system's roots.
+    pub ca_file: String,
+    /// PEM client certificate (chain) and private key, for mutual TLS: both or neither.
+    pub client_cert_file: String,
+    pub client_key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +77,9 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
     pub retention_days: u32,
     pub lease_ms: u64,
+    /// Used with `rediss://` URLs.
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,6 +354,32 @@ impl Settings {
                 ));
             }
         }
+        self.amqp
+            .tls
+            .check("amqp.tls")
+            .map_err(|e| invalid("amqp.tls", e))?;
+        self.redis
+            .tls
+            .check("redis.tls")
+            .map_err(|e| invalid("redis.tls", e))?;
+        if !self.amqp.tls.is_empty() && !url.starts_with("amqps://") {
+            return Err(invalid(
+                "amqp.tls",
+                "TLS files are named but amqp.url is not amqps://",
+            ));
+        }
+        if !self.redis.tls.is_empty()
+            && !self
+                .redis
+                .urls
+                .iter()
+                .all(|u| u.expose_secret().starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "redis.tls",
+                "TLS files are named but redis.urls are not all rediss://",
+            ));
+        }
         if !self.redis.cluster && self.redis.urls.len() != 1 {
             return Err(invalid(
                 "redis.urls",
@@ -459,11 +501,34 @@ impl Settings {
         found
     }
 
+    /// The broker and Redis URLs that are plain text to a host that is not loopback:
+    /// (setting, host).
+    pub fn plaintext_remotes(&self) -> Vec<(&'static str, String)> {
+        std::iter::once(("amqp.url", &self.amqp.url))
+            .chain(self.redis.urls.iter().map(|u| ("redis.urls", u)))
+            .filter_map(|(setting, url)| {
+                crate::tls::plaintext_remote_host(url.expose_secret()).map(|h| (setting, h))
+            })
+            .collect()
+    }
+
     /// With `PAYOUT_ENV=production` (the value of [`ENVIRONMENT_VAR`] given as
-    /// `environment`), refuses to run on any development secret.
+    /// `environment`), refuses to run on any development secret, or with the broker or
+    /// Redis reached in plain text over a network. Outside production the latter is a
+    /// warning.
     pub fn check_production(&self, environment: Option<&str>) -> Result<(), SettingsError> {
+        let plaintext = self.plaintext_remotes();
         if !environment.is_some_and(|e| e.trim().eq_ignore_ascii_case("production")) {
+            for (setting, host) in plaintext {
+                tracing::warn!(%setting, %host, "plain text (no TLS) to a host that is not loopback: never in production");
+            }
             return Ok(());
+        }
+        if let Some((setting, host)) = plaintext.first() {
+            return Err(invalid(
+                setting,
+                format!("{ENVIRONMENT_VAR}=production, but {host} is reached without TLS; use amqps:// / rediss://"),
+            ));
         }
         match self.development_secrets().as_slice() {
             [] => Ok(()),
@@ -524,6 +589,47 @@ mod tests {
             *path = "/etc/payout/key.pem".into();
         }
         assert!(real.check_production(Some("production")).is_ok());
+        // ...but not with the broker or Redis in plain text over a network.
+        for (setting, url) in [
+            ("amqp.url", "amqp://payout:pw@rabbit.internal:5672/%2f"),
+            ("redis.urls", "redis://:pw@cache.internal:6379"),
+        ] {
+            let mut remote = real.clone();
+            let url = SecretString::from(url.to_owned());
+            if setting == "amqp.url" {
+                remote.amqp.url = url;
+            } else {
+                remote.redis.urls = vec![url];
+            }
+            assert_eq!(remote.plaintext_remotes().len(), 1);
+            let refused = remote
+                .check_production(Some("production"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains(setting) && !refused.contains("pw"),
+                "{refused}"
+            );
+            assert!(remote.check_production(None).is_ok());
+        }
+    }
+
+    #[test]
+    fn tls_files_need_a_tls_url() {
+        let mut s = Settings::defaults();
+        s.amqp.tls.ca_file = "tests/fixtures/tls/ca.pem".into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("amqp.tls") && e.contains("amqps://"), "{e}");
+        s.amqp.url = SecretString::from("amqps://u:p@localhost:5671/%2f".to_owned());
+        assert!(s.validate().is_ok());
+        s.redis.tls.client_cert_file = "tests/fixtures/tls/ca.pem".into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("redis.tls.client_key_file"), "{e}");
+        s.redis.tls.client_key_file = "tests/fixtures/tls/ca.key".into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("rediss://"), "{e}");
+        s.redis.urls = vec![SecretString::from("rediss://localhost:6380".to_owned())];
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;
 
 pub use config::Settings;

@@ -17,6 +17,8 @@ pub enum BrokerError {
     Timeout(Duration),
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] lapin::Error),
+    #[error("RabbitMQ TLS: {0}")]
+    Tls(String),
 }
 
 /// The URL with the heartbeat added unless the URL sets one.
@@ -29,12 +31,16 @@ fn url_with_heartbeat(url: &str, heartbeat_secs: u16) -> String {
 }
 
 /// Connects with a timeout; `name` shows in the broker's connection list, so tests and
-/// ops can find (and fault-inject) exactly this connection.
+/// ops can find (and fault-inject) exactly this connection. An `amqps://` URL connects
+/// over TLS with `settings.tls` (`crate::tls`).
 pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, BrokerError> {
     let url = url_with_heartbeat(settings.url.expose_secret(), settings.heartbeat_secs);
     let props = ConnectionProperties::default().with_connection_name(name.into());
+    let tls = settings.tls.for_amqp().map_err(BrokerError::Tls)?;
+    let runtime = lapin::runtime::default_runtime().map_err(|e| BrokerError::Tls(e.to_string()))?;
     let timeout = Duration::from_millis(settings.connect_timeout_ms);
-    match tokio::time::timeout(timeout, Connection::connect(&url, props)).await {
+    let connecting = Connection::connect_with_config(&url, props, tls, runtime);
+    match tokio::time::timeout(timeout, connecting).await {
         Ok(conn) => Ok(conn?),
         Err(_) => Err(BrokerError::Timeout(timeout)),
     }

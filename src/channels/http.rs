@@ -55,14 +55,7 @@ pub fn check_endpoint(url: &str, setting: &str) -> Result<(), String> {
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    url.host_str().is_some_and(crate::tls::is_loopback_host)
 }
 
 /// What came back: the status, the headers and the exact body bytes (signatures cover

@@ -31,6 +31,8 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("Redis returned an unexpected reply: {0}")]
     Protocol(String),
+    #[error("Redis TLS: {0}")]
+    Tls(String),
 }
 
 /// A single server or a cluster, behind one type.
@@ -150,15 +152,27 @@ impl Store {
             .iter()
             .map(|u| u.expose_secret().to_owned())
             .collect();
+        // rediss:// URLs with the configured CA / client certificate (`crate::tls`).
+        let certs = if s.tls.is_empty() {
+            None
+        } else {
+            Some(s.tls.for_redis().map_err(StoreError::Tls)?)
+        };
         let connecting = async {
             if s.cluster {
-                let client = redis::cluster::ClusterClientBuilder::new(urls)
+                let mut builder = redis::cluster::ClusterClientBuilder::new(urls)
                     .connection_timeout(timeout)
-                    .response_timeout(timeout)
-                    .build()?;
+                    .response_timeout(timeout);
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build()?;
                 Ok::<_, redis::RedisError>(Conn::Cluster(client.get_async_connection().await?))
             } else {
-                let client = redis::Client::open(urls[0].as_str())?;
+                let client = match certs {
+                    Some(certs) => redis::Client::build_with_tls(urls[0].as_str(), certs)?,
+                    None => redis::Client::open(urls[0].as_str())?,
+                };
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))

@@ -107,34 +107,45 @@ pub fn rabbitmqctl(args: &[&str]) -> String {
 /// A redis-server of a test's own, on a free port, keeping nothing on disk.
 pub struct OwnRedis {
     pub port: u16,
+    /// Besides the defaults; with `--tls-port {port}` the server speaks only TLS.
+    extra_args: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl OwnRedis {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Self { port, child: None };
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// A server whose extra arguments are made from its port (e.g. a TLS-only server:
+    /// `--port 0 --tls-port {port} ...`).
+    pub fn start_with(extra_args: impl FnOnce(u16) -> Vec<String>) -> Self {
+        let port = free_port();
+        let mut r = Self {
+            port,
+            extra_args: extra_args(port),
+            child: None,
+        };
         r.resume();
         r
     }
 
     /// (Re)starts the server on the same port, empty.
     pub fn resume(&mut self) {
+        let port = self.port.to_string();
+        let mut args = vec![
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        args.extend(self.extra_args.iter().map(String::as_str));
         let child = std::process::Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server starts");
