@@ -168,7 +168,7 @@ impl BankClient {
 /// Everything after the bytes arrived, with no I/O: the status, the gateway's signature
 /// over status, request path and body, then the table. An answer we cannot verify tells
 /// us nothing, so it is unknown (query again), never a failure.
-pub(crate) fn read_answer(
+pub fn read_answer(
     gateway_key: &RsaVerifier,
     call: Call,
     end_to_end_id: &str,
