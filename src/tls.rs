@@ -1,9 +1,10 @@
 //! TLS to RabbitMQ (`amqps://`) and Redis (`rediss://`), both with rustls (the `ring`
 //! provider, as for the channels): the server's certificate is verified against the
 //! system's roots plus, if configured, a CA file; a client certificate and key may be
-//! given for mutual TLS. The files are read again at every (re)connection, so renewed
-//! certificates are picked up without a restart, and checked once at start so a bad path
-//! or a file that is not PEM stops the worker with the setting named.
+//! given for mutual TLS. The files are checked at start, so a bad path or a file that is
+//! not PEM stops the worker with the setting named; RabbitMQ's are read again at every
+//! reconnection (a renewed certificate needs no restart), Redis's when the store connects
+//! (redis-rs keeps them for its own reconnections).
 //!
 //! Plain `amqp://` / `redis://` is meant for a server on this machine: to any other host
 //! it logs a warning, and under `PAYOUT_ENV=production` it stops the worker.
