@@ -10,7 +10,6 @@ mod common;
 use common::*;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use std::collections::HashSet;
 
 /// The commands the worker sends and its Lua scripts call (README "Least privilege").
 pub const REDIS_COMMANDS: &str = "+evalsha +eval +script|load +ping +zadd +zrange +zrem +hgetall \
@@ -95,19 +94,7 @@ async fn the_worker_pays_as_a_restricted_rabbitmq_user_and_redis_acl_user() {
     app.settings.amqp.url = amqp_url.into();
     app.settings.redis.urls = vec![format!("redis://{user}:{password}@127.0.0.1:{port}").into()];
     app.start_worker();
-    let ids: HashSet<String> = (0..3).map(|i| unique(&format!("wd-lp-{i}"))).collect();
-    for id in &ids {
-        app.publish_signed(&withdrawal(
-            id,
-            vec![transfer_leg("1", "12.00", "zs@example.com")],
-        ))
-        .await;
-    }
-    let terminal = app.until_terminal(&ids).await;
-    assert!(
-        terminal.iter().all(|e| e["type"] == "withdrawal.succeeded"),
-        "{terminal:?}"
-    );
+    app.pays_transfers("lp", 3).await;
     app.stop_workers().await;
     rabbitmqctl(&["delete_user", &user]);
     app.teardown().await;

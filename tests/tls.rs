@@ -12,21 +12,11 @@ use common::*;
 use payout_worker::broker;
 use payout_worker::config::TlsSettings;
 use payout_worker::store::Store;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new("openssl").args(args).current_dir(dir));
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it;
@@ -246,19 +236,7 @@ async fn the_worker_pays_over_amqps_and_rediss_and_refuses_servers_it_cannot_ver
     app.settings.redis = store;
     app.settings.validate().expect("TLS settings validate");
     app.start_worker();
-    let ids: HashSet<String> = (0..3).map(|i| unique(&format!("wd-tls-{i}"))).collect();
-    for id in &ids {
-        app.publish_signed(&withdrawal(
-            id,
-            vec![transfer_leg("1", "12.00", "zs@example.com")],
-        ))
-        .await;
-    }
-    let terminal = app.until_terminal(&ids).await;
-    assert!(
-        terminal.iter().all(|e| e["type"] == "withdrawal.succeeded"),
-        "{terminal:?}"
-    );
+    let ids = app.pays_transfers("tls", 3).await;
     // Its records are in the TLS-only Redis.
     let s = Store::connect(&app.settings.redis).await.unwrap();
     for id in &ids {

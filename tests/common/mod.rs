@@ -92,13 +92,18 @@ impl Default for Options {
 }
 
 pub fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
+    run_ok(std::process::Command::new("rabbitmqctl").args(args))
+}
+
+/// Runs a tool to completion and returns its standard output; fails the test, with the
+/// command and its standard error, if it does not succeed.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd
         .output()
-        .expect("rabbitmqctl runs");
+        .unwrap_or_else(|e| panic!("{cmd:?} does not run: {e}"));
     assert!(
         out.status.success(),
-        "rabbitmqctl {args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -606,6 +611,30 @@ pub fn spawn_binary_worker(s: &Settings) -> tokio::process::Child {
 
 impl TestApp {
     /// Reads events until every id in `ids` has had a terminal event; returns them.
+    /// Publishes `n` signed one-leg Alipay transfers and waits until every one has
+    /// succeeded; returns their ids.
+    pub async fn pays_transfers(
+        &mut self,
+        tag: &str,
+        n: usize,
+    ) -> std::collections::HashSet<String> {
+        let ids: std::collections::HashSet<String> =
+            (0..n).map(|i| unique(&format!("wd-{tag}-{i}"))).collect();
+        for id in &ids {
+            self.publish_signed(&withdrawal(
+                id,
+                vec![transfer_leg("1", "12.00", "zs@example.com")],
+            ))
+            .await;
+        }
+        let terminal = self.until_terminal(&ids).await;
+        assert!(
+            terminal.iter().all(|e| e["type"] == "withdrawal.succeeded"),
+            "{terminal:?}"
+        );
+        ids
+    }
+
     pub async fn until_terminal(&mut self, ids: &std::collections::HashSet<String>) -> Vec<Value> {
         let mut seen = std::collections::HashSet::new();
         let mut terminal = Vec::new();
