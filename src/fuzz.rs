@@ -114,6 +114,14 @@ fn corpus(target: &str) -> Vec<Seed> {
     seeds
 }
 
+/// Every seed of a target read as `A`, by name.
+fn read_corpus<A>(target: &str, read: impl Fn(&Seed) -> A) -> Vec<(String, A)> {
+    corpus(target)
+        .iter()
+        .map(|s| (s.name.clone(), read(s)))
+        .collect()
+}
+
 /// Runs `check` on every seed, naming the seed in any failure.
 fn each_seed(target: &str, mut check: impl FnMut(&Seed) -> Result<(), TestCaseError>) {
     for seed in corpus(target) {
@@ -1173,10 +1181,7 @@ mod wechat_pay {
     }
 
     fn seeds() -> Vec<(String, Answer)> {
-        corpus("wechat_pay")
-            .iter()
-            .map(|s| (s.name.clone(), Answer::from_seed(s)))
-            .collect()
+        read_corpus("wechat_pay", Answer::from_seed)
     }
 
     /// The table as if the answer had verified: refusals, payments and "not found" only
@@ -1670,10 +1675,7 @@ mod bank {
     }
 
     fn seeds() -> Vec<(String, Answer)> {
-        corpus("bank")
-            .iter()
-            .map(|s| (s.name.clone(), Answer::from_seed(s)))
-            .collect()
+        read_corpus("bank", Answer::from_seed)
     }
 
     /// The bank table as if verified: only the payee's side of a RJCT fails a payment,

@@ -137,14 +137,8 @@ impl Stunnel {
                 .spawn()
                 .expect("stunnel4 is installed (Debian package stunnel4)"),
         };
-        // Ready once it accepts connections.
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return tunnel;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!("stunnel4 did not listen on {port}");
+        wait_listening(port, "stunnel4");
+        tunnel
     }
 }
 

@@ -155,13 +155,7 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server starts");
         self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!("redis-server on {} did not start", self.port);
+        wait_listening(self.port, "redis-server");
     }
 
     pub fn stop(&mut self) {
@@ -208,6 +202,18 @@ pub fn isolated_settings(tag: &str) -> Settings {
     // Tests that want the ops endpoint pick a free port themselves.
     s.ops.listen = String::new();
     s
+}
+
+/// Waits (up to 5 s) until a server just started by the test accepts connections on
+/// `port`; `what` names it if it never does.
+pub fn wait_listening(port: u16, what: &str) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("{what} did not listen on {port}");
 }
 
 /// A free local port (bound and released: good enough on a test machine).
