@@ -442,6 +442,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if l.max_age_secs > crate::limits::MAX_AGE_DAYS * 86_400 {
+            return Err(invalid(
+                "limits.max_age_secs",
+                "must be at most 30 days (2592000)",
+            ));
+        }
         if self.retry.max_deferrals == 0 {
             return Err(invalid("retry.max_deferrals", "must be at least 1"));
         }

@@ -8,11 +8,13 @@
 //!   and the age of `approved_at` (which also stops an authentic command replayed after
 //!   its idempotency record expired from Redis);
 //! - per account and UTC day ([`crate::store::Store::reserve_daily`], one Lua script on
-//!   the account's own keys): the amount and the number of withdrawals, counted once per
-//!   withdrawal id however often it is delivered.
+//!   the account's own keys): the amount and the number of withdrawals, counted against
+//!   the day the withdrawal is first claimed, once per withdrawal id however often (and
+//!   on whichever day) it is delivered again: the script looks for the id on every day
+//!   since its approval, which `max_age_secs` bounds.
 
 use crate::config::LimitsSettings;
-use crate::domain::Withdrawal;
+use crate::domain::{Withdrawal, WithdrawalId};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -89,6 +91,46 @@ pub fn day(now: DateTime<Utc>) -> String {
     now.format("%Y%m%d").to_string()
 }
 
+/// The most days `max_age_secs` may span (config validation holds it to this).
+pub const MAX_AGE_DAYS: u64 = 30;
+
+/// One withdrawal counted against its account's daily limits (see
+/// [`crate::store::Store::reserve_daily`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyReservation<'a> {
+    pub account_id: &'a str,
+    pub id: &'a WithdrawalId,
+    /// Today first (where it is counted), then every earlier day back to the day it was
+    /// approved (where an earlier delivery may have counted it already).
+    pub days: Vec<String>,
+    pub cents: i64,
+    pub max_cents: i64,
+    pub max_count: u32,
+    /// How long a day's counters are kept: long enough to still be there for the
+    /// latest redelivery the age limit lets through.
+    pub ttl_secs: u64,
+}
+
+impl<'a> DailyReservation<'a> {
+    pub fn new(w: &'a Withdrawal, limits: &LimitsSettings, now: DateTime<Utc>) -> Self {
+        let oldest = w.approved_at.min(now);
+        let days = (0..=MAX_AGE_DAYS + 1)
+            .map(|back| now - chrono::Duration::days(back as i64))
+            .take_while(|d| d.date_naive() >= oldest.date_naive())
+            .map(day)
+            .collect();
+        Self {
+            account_id: &w.account_id,
+            id: &w.id,
+            days,
+            cents: w.amount.minor_units(),
+            max_cents: cents(limits.account_daily_amount),
+            max_count: limits.account_daily_count,
+            ttl_secs: limits.max_age_secs + 2 * 86_400,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +197,40 @@ mod tests {
         assert_eq!(day(t + Duration::seconds(1)), "20261123");
     }
 
+    #[test]
+    fn a_reservation_looks_back_to_the_approval_day() {
+        let now: DateTime<Utc> = "2026-11-22T00:10:00Z".parse().unwrap();
+        let l = limits();
+        let today = command(&["1.00"], now - Duration::seconds(60));
+        assert_eq!(DailyReservation::new(&today, &l, now).days, ["20261122"]);
+        let yesterday = command(&["1.00"], now - Duration::minutes(30));
+        let r = DailyReservation::new(&yesterday, &l, now);
+        assert_eq!(r.days, ["20261122", "20261121"]);
+        assert_eq!((r.cents, r.max_cents, r.max_count), (100, 1_000_000, 5));
+        assert_eq!(r.ttl_secs, 3600 + 2 * 86_400);
+        // Approved "in the future" (a skewed clock): counted today only.
+        let ahead = command(&["1.00"], now + Duration::days(2));
+        assert_eq!(DailyReservation::new(&ahead, &l, now).days, ["20261122"]);
+    }
+
     proptest! {
+        /// Today first, one entry per UTC day back to the approval day (never more
+        /// than the age limit allows), each day once.
+        #[test]
+        fn reservation_days_cover_the_age_window(
+            now_secs in 0i64..4_000_000_000,
+            age in 0i64..=(MAX_AGE_DAYS as i64 * 86_400),
+        ) {
+            let now = DateTime::<Utc>::from_timestamp(now_secs, 0).unwrap();
+            let w = command(&["1.00"], now - Duration::seconds(age));
+            let r = DailyReservation::new(&w, &limits(), now);
+            prop_assert_eq!(&r.days[0], &day(now));
+            prop_assert_eq!(r.days.last().unwrap(), &day(w.approved_at));
+            let span = (now.date_naive() - w.approved_at.date_naive()).num_days();
+            prop_assert_eq!(r.days.len() as i64, span + 1);
+            prop_assert!(r.days.len() as u64 <= MAX_AGE_DAYS + 2);
+        }
+
         #[test]
         fn cents_are_exact_for_contract_amounts(c in 1i64..=999_999_999_999_999) {
             prop_assert_eq!(cents(Decimal::new(c, 2)), c);

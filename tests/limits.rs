@@ -155,3 +155,54 @@ async fn a_replay_after_the_record_expired_is_caught_by_the_age_limit() {
     );
     app.teardown().await;
 }
+
+/// The daily counters see a withdrawal however late it comes back: one counted on an
+/// earlier day of its window (an upstream duplicate delivered after midnight, say) is
+/// not counted again today, so it cannot crowd out the account's other withdrawals.
+#[tokio::test]
+async fn a_withdrawal_counted_on_an_earlier_day_is_not_counted_again() {
+    let app = TestApp::spawn("limits-days", Options::default()).await;
+    let store = payout_worker::store::Store::connect(&app.settings.redis)
+        .await
+        .unwrap();
+    let account = unique("acct-days");
+    let (a, b, c) = (
+        payout_worker::domain::WithdrawalId::parse(&unique("wd-a")).unwrap(),
+        payout_worker::domain::WithdrawalId::parse(&unique("wd-b")).unwrap(),
+        payout_worker::domain::WithdrawalId::parse(&unique("wd-c")).unwrap(),
+    );
+    let reserve = |id, days: &[&str]| payout_worker::limits::DailyReservation {
+        account_id: &account,
+        id,
+        days: days.iter().map(|d| d.to_string()).collect(),
+        cents: 100,
+        max_cents: 1_000_000,
+        max_count: 1,
+        ttl_secs: 3 * 86_400,
+    };
+    let (today, yesterday) = ("20261129", "20261128");
+    assert_eq!(
+        store
+            .reserve_daily(&reserve(&a, &[yesterday]))
+            .await
+            .unwrap(),
+        None
+    );
+    // Again today, its approval day still in its window: already counted.
+    assert_eq!(
+        store
+            .reserve_daily(&reserve(&a, &[today, yesterday]))
+            .await
+            .unwrap(),
+        None
+    );
+    // So today's one allowed withdrawal is still free for another...
+    assert_eq!(
+        store.reserve_daily(&reserve(&b, &[today])).await.unwrap(),
+        None
+    );
+    // ...and only one.
+    let over = store.reserve_daily(&reserve(&c, &[today])).await.unwrap();
+    assert_eq!(over.map(|b| b.limit), Some("account_daily_count"));
+    app.teardown().await;
+}

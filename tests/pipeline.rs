@@ -352,7 +352,7 @@ async fn a_stored_outcome_is_republished_byte_for_byte_without_calling_the_chann
         .unwrap();
     let owner = payout_worker::store::LeaseOwner::new();
     store
-        .claim(&parsed.id, &parsed.digest, &body, &owner)
+        .claim(&parsed.id, &parsed.digest, &body, &owner, &[])
         .await
         .unwrap();
     let stored = r#"{"specversion":"1.0","id":"X:withdrawal.succeeded","type":"withdrawal.succeeded","subject":"X","marker":"from-the-outbox"}"#
@@ -367,5 +367,90 @@ async fn a_stored_outcome_is_republished_byte_for_byte_without_calling_the_chann
         app.ledger().await.is_empty(),
         "the channel was not called again"
     );
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn a_claim_whose_worker_died_before_processing_is_announced_and_paid_once() {
+    // As if a worker claimed a fresh withdrawal (its leg recorded as `sending` in the
+    // claim) and died before `processing` was confirmed or the leg sent.
+    let mut app = TestApp::spawn("claimed-died", Options::default()).await;
+    let id = unique("wd-claimed");
+    let body = withdrawal(&id, vec![transfer_leg("1", "12.00", "zs@example.com")]);
+    let parsed = payout_worker::domain::command::parse_command(&body, &["CNY".into()]).unwrap();
+    let store = payout_worker::store::Store::connect(&app.settings.redis)
+        .await
+        .unwrap();
+    let owner = payout_worker::store::LeaseOwner::new();
+    let sending = payout_worker::store::LegRecord::sending(
+        None,
+        payout_worker::routing::RouteTaken::Designated,
+        payout_worker::domain::ChannelKind::Alipay,
+        chrono::Utc::now(),
+    );
+    let claim = store
+        .claim(
+            &parsed.id,
+            &parsed.digest,
+            &body,
+            &owner,
+            &[(&parsed.legs[0].id, sending)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&claim, payout_worker::store::Claim::Owned(r) if r.fresh && r.legs.len() == 1),
+        "{claim:?}"
+    );
+    store.release(&parsed.id, &owner).await.unwrap();
+
+    app.start_worker();
+    app.publish_signed(&body).await;
+    let first = app.next_event().await.json();
+    assert_eq!(first["type"], "withdrawal.processing", "{first}");
+    let done = app.next_event().await.json();
+    assert_eq!(done["type"], "withdrawal.succeeded", "{done}");
+    assert_eq!(app.ledger().await.len(), 1, "paid exactly once");
+    app.teardown().await;
+}
+
+/// The happy path of a one-leg withdrawal is three Redis round trips: the account's daily
+/// limits, the claim (which records the leg as `sending`), and the leg's answer stored
+/// with the terminal event. Counted by the worker's own redis-server.
+#[tokio::test]
+async fn a_one_leg_withdrawal_takes_three_redis_round_trips() {
+    let mut app = TestApp::spawn(
+        "round-trips",
+        Options {
+            own_redis: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    app.start_worker();
+    // The first withdrawal also loads the scripts into this new server.
+    app.pays_transfers("rt-warm", 1).await;
+    let port = app.redis.as_ref().unwrap().port;
+    let calls = || {
+        let info = run_ok(std::process::Command::new("redis-cli").args([
+            "-p",
+            &port.to_string(),
+            "INFO",
+            "commandstats",
+        ]));
+        // Commands the worker sends itself (a script's own calls count under their
+        // names, so the hash and set commands are left out).
+        ["evalsha", "eval", "script", "ping", "zadd"].map(|name| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+                .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+    };
+    let before = calls();
+    app.pays_transfers("rt", 10).await;
+    let after = calls();
+    let spent: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(spent, [30, 0, 0, 0, 0], "evalsha, eval, script, ping, zadd");
     app.teardown().await;
 }

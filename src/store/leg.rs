@@ -109,6 +109,12 @@ impl LegRecord {
         }
     }
 
+    /// Recorded as sent once and not answered since: the request may not have left yet
+    /// (what the claim of a fresh withdrawal records for each leg).
+    pub fn is_unanswered_send(&self) -> bool {
+        self.state == LegState::Sending && self.sends <= 1
+    }
+
     /// The record after the channel answered a send or a query. `NotFound` never gets
     /// here: the caller resends instead. An answer that tells nothing keeps the leg in
     /// a "query first" state.

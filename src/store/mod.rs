@@ -81,6 +81,9 @@ pub struct WithdrawalRecord {
     pub reviews_raised: Vec<String>,
     /// The command that claimed the withdrawal, exactly as received.
     pub command: Option<String>,
+    /// This claim created the record (with the legs it was given): nothing about the
+    /// withdrawal existed before.
+    pub fresh: bool,
 }
 
 #[derive(Debug)]
@@ -237,13 +240,15 @@ impl Store {
     }
 
     /// Claims the id for the command with `digest` and takes the lease for `owner`, or
-    /// says who is in the way; returns what is already known.
+    /// says who is in the way; returns what is already known. When the claim creates the
+    /// record, `fresh_legs` are stored with it (and returned as its legs).
     pub async fn claim(
         &self,
         id: &WithdrawalId,
         digest: &str,
         command: &[u8],
         owner: &LeaseOwner,
+        fresh_legs: &[(&LegId, LegRecord)],
     ) -> Result<Claim, StoreError> {
         let (key, lease) = (self.key(id), self.lease_key(id));
         let mut inv = scripts::CLAIM.key(&key);
@@ -253,10 +258,27 @@ impl Store {
             .arg(&owner.0)
             .arg(self.lease_ms)
             .arg(command);
+        let texts: Vec<String> = fresh_legs
+            .iter()
+            .map(|(_, record)| serde_json::to_string(record).expect("leg records serialise"))
+            .collect();
+        for ((leg, _), text) in fresh_legs.iter().zip(&texts) {
+            inv.arg(leg_field(leg)).arg(text);
+        }
         let reply: Vec<String> = strings(self.run("claim", inv).await?)?;
         match reply.split_first() {
             Some((status, _)) if status == "conflict" => Ok(Claim::Conflict),
             Some((status, _)) if status == "busy" => Ok(Claim::Busy),
+            Some((status, [])) if status == "fresh" => Ok(Claim::Owned(WithdrawalRecord {
+                legs: fresh_legs
+                    .iter()
+                    .zip(texts)
+                    .map(|((leg, record), text)| (leg.as_str().to_owned(), (text, record.clone())))
+                    .collect(),
+                command: Some(String::from_utf8_lossy(command).into_owned()),
+                fresh: true,
+                ..WithdrawalRecord::default()
+            })),
             Some((status, fields)) if status == "owned" => Ok(Claim::Owned(parse_record(fields)?)),
             _ => Err(StoreError::Protocol(format!("claim: {reply:?}"))),
         }
@@ -277,7 +299,7 @@ impl Store {
         let new_text = serde_json::to_string(new).expect("leg records serialise");
         let mut inv = scripts::TRANSITION.key(&key);
         inv.key(&lease)
-            .arg(format!("leg:{}", leg.as_str()))
+            .arg(leg_field(leg))
             .arg(expected)
             .arg(&new_text)
             .arg(self.retention_secs)
@@ -361,30 +383,29 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a withdrawal against its account's limits for `day` (see
-    /// [`crate::limits`]): `None` when it fits (or was counted before), else the breach.
-    /// The account's keys share one hash tag, so the check and the count are one script.
-    #[allow(clippy::too_many_arguments)]
+    /// Counts a withdrawal against its account's limits for today (see
+    /// [`crate::limits`]): `None` when it fits (or was counted before, today or on an
+    /// earlier day of its window), else the breach. The account's keys share one hash
+    /// tag, so the check and the count are one script.
     pub async fn reserve_daily(
         &self,
-        account_id: &str,
-        day: &str,
-        id: &WithdrawalId,
-        cents: i64,
-        max_cents: i64,
-        max_count: u32,
+        r: &crate::limits::DailyReservation<'_>,
     ) -> Result<Option<crate::limits::Breach>, StoreError> {
         // Braces would move the hash tag: the account id is hashed for the key.
-        let tag = hex::encode(&Sha256::digest(account_id.as_bytes())[..12]);
-        let totals = format!("{}:account:{{{tag}}}:{day}", self.prefix);
-        let ids = format!("{totals}:ids");
-        let mut inv = scripts::RESERVE_DAILY.key(&totals);
-        inv.key(&ids)
-            .arg(id.as_str())
-            .arg(cents)
-            .arg(max_cents)
-            .arg(max_count)
-            .arg(2 * 86_400);
+        let tag = hex::encode(&Sha256::digest(r.account_id.as_bytes())[..12]);
+        let totals = |day: &str| format!("{}:account:{{{tag}}}:{day}", self.prefix);
+        let Some(today) = r.days.first() else {
+            return Err(StoreError::Protocol("reserve_daily: no day".into()));
+        };
+        let mut inv = scripts::RESERVE_DAILY.key(totals(today));
+        for day in &r.days {
+            inv.key(format!("{}:ids", totals(day)));
+        }
+        inv.arg(r.id.as_str())
+            .arg(r.cents)
+            .arg(r.max_cents)
+            .arg(r.max_count)
+            .arg(r.ttl_secs);
         let reply: Vec<String> = strings(self.run("reserve_daily", inv).await?)?;
         let yuan = |c: &str| rust_decimal::Decimal::new(c.parse().unwrap_or(0), 2);
         match reply.as_slice() {
@@ -393,7 +414,8 @@ impl Store {
                 Ok(Some(crate::limits::Breach {
                     limit: "account_daily_count",
                     detail: format!(
-                        "the account already has {so_far} withdrawal(s) today, at most {max_count} allowed"
+                        "the account already has {so_far} withdrawal(s) today, at most {} allowed",
+                        r.max_count
                     ),
                 }))
             }
@@ -402,9 +424,9 @@ impl Store {
                     limit: "account_daily_amount",
                     detail: format!(
                         "{} asked on top of {} today, at most {} allowed",
-                        yuan(&cents.to_string()),
+                        yuan(&r.cents.to_string()),
                         yuan(so_far),
-                        yuan(&max_cents.to_string())
+                        yuan(&r.max_cents.to_string())
                     ),
                 }))
             }
@@ -462,6 +484,11 @@ impl Store {
         self.query::<String>("ping", &redis::cmd("PING")).await?;
         Ok(())
     }
+}
+
+/// A leg's field in the withdrawal's hash.
+fn leg_field(leg: &LegId) -> String {
+    format!("leg:{}", leg.as_str())
 }
 
 fn strings(v: Value) -> Result<Vec<String>, StoreError> {

@@ -23,7 +23,23 @@ pub(crate) struct LegPass {
 enum Next {
     Store(LegRecord),
     Send(RouteTaken),
+    /// The `sending` record is stored already: call the channel.
+    Deliver(RouteTaken),
     Query(RouteTaken),
+}
+
+/// What a leg's first pass in this delivery may assume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LegStart {
+    /// A first delivery: a leg without a record was never sent.
+    New,
+    /// The claim of this delivery created the withdrawal's record with this leg as
+    /// `sending`: nothing has left yet, so the request goes out without a query.
+    Claimed,
+    /// Delivered before (a broker redelivery or one of our deferrals): even a leg with no
+    /// record is queried before the first send, since its record may have been lost
+    /// with Redis.
+    SeenBefore,
 }
 
 /// Compare-and-set retries when another worker changes the leg at the same moment.
@@ -31,25 +47,28 @@ const MAX_RACES: usize = 4;
 
 impl Worker {
     /// One leg, with in-process retries while its outcome is unknown (see `retry.rs`).
-    ///
-    /// `seen_before`: this command was delivered before. Then even a leg with no record
-    /// is queried before the first send: its record may have been lost with Redis.
     pub(crate) async fn pay_leg(
         &self,
         w: &Withdrawal,
         owner: &LeaseOwner,
         leg: &Leg,
         prior: Option<&(String, LegRecord)>,
-        seen_before: bool,
+        start: LegStart,
     ) -> Result<LegPass, StepError> {
-        let first = self.drive_leg(w, owner, leg, prior, seen_before).await?;
+        let first = self.drive_leg(w, owner, leg, prior, start).await?;
         self.retry
             .retry_while(
                 first,
                 |pass| pass.record.state == LegState::Unknown,
                 |pass| async move {
-                    self.drive_leg(w, owner, leg, Some(&(pass.raw, pass.record)), true)
-                        .await
+                    self.drive_leg(
+                        w,
+                        owner,
+                        leg,
+                        Some(&(pass.raw, pass.record)),
+                        LegStart::SeenBefore,
+                    )
+                    .await
                 },
             )
             .await
@@ -61,7 +80,7 @@ impl Worker {
         owner: &LeaseOwner,
         leg: &Leg,
         prior: Option<&(String, LegRecord)>,
-        seen_before: bool,
+        mut start: LegStart,
     ) -> Result<LegPass, StepError> {
         let (mut raw, mut rec) = match prior {
             Some((raw, rec)) => (raw.clone(), Some(rec.clone())),
@@ -78,6 +97,9 @@ impl Worker {
                     })
                 }
                 Some(r) => match r.route {
+                    Some(route) if start == LegStart::Claimed && r.state == LegState::Sending => {
+                        Next::Deliver(route)
+                    }
                     // Deliberately broken build for the chaos checker's own tests: a
                     // leg that may have been sent is resent at once, never queried.
                     #[cfg(feature = "broken-fresh-key-resend")]
@@ -95,13 +117,21 @@ impl Worker {
                     Plan::Refuse { code, reason } => {
                         Next::Store(LegRecord::refused(leg.channel, code, &reason, now))
                     }
-                    Plan::Pay(route) if seen_before => Next::Query(route),
+                    Plan::Pay(route) if start == LegStart::SeenBefore => Next::Query(route),
                     Plan::Pay(route) => Next::Send(route),
                 },
             };
             let result = match next {
                 Next::Store(record) => self.store_leg(w, owner, leg, &raw, record).await?,
                 Next::Send(route) => self.send(w, owner, leg, &raw, rec.as_ref(), route).await?,
+                Next::Deliver(route) => {
+                    let (Some(sending), Some(order)) = (rec.clone(), order_for(w, leg, route))
+                    else {
+                        return Err(StepError::Inconsistent("claimed leg does not fit the leg"));
+                    };
+                    self.deliver(w, owner, leg, &raw, sending, order, route)
+                        .await?
+                }
                 Next::Query(route) => {
                     let Some(order) = order_for(w, leg, route) else {
                         return Err(StepError::Inconsistent("stored route does not fit the leg"));
@@ -130,8 +160,10 @@ impl Worker {
             match result {
                 Ok(pass) => return Ok(pass),
                 Err((current_raw, current)) => {
+                    // Changed under us: whatever it is now, it may have been sent.
                     raw = current_raw;
                     rec = current;
+                    start = LegStart::SeenBefore;
                 }
             }
         }
@@ -154,6 +186,27 @@ impl Worker {
             ));
         };
         let sending = LegRecord::sending(prev, route, order.channel, Utc::now());
+        let sending_raw = match self.cas(w, owner, leg, raw, &sending, None).await? {
+            Ok((stored_raw, _)) => stored_raw,
+            Err(stale) => return Ok(Err(stale)),
+        };
+        self.deliver(w, owner, leg, &sending_raw, sending, order, route)
+            .await
+    }
+
+    /// Calls the channel for a leg whose `sending` record (`sending_raw`) is stored,
+    /// then records the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        w: &Withdrawal,
+        owner: &LeaseOwner,
+        leg: &Leg,
+        sending_raw: &str,
+        sending: LegRecord,
+        order: PayoutOrder,
+        route: RouteTaken,
+    ) -> Result<Result<LegPass, (String, Option<LegRecord>)>, StepError> {
         // Deliberately broken build: every resend mints a fresh reference (the classic
         // double-payment bug). Never enabled outside `tests/broken_builds.rs`.
         #[cfg(feature = "broken-fresh-key-resend")]
@@ -161,15 +214,11 @@ impl Worker {
             key: order.key.broken_fresh_variant(sending.sends),
             ..order
         };
-        let sending_raw = match self.cas(w, owner, leg, raw, &sending, None).await? {
-            Ok((stored_raw, _)) => stored_raw,
-            Err(stale) => return Ok(Err(stale)),
-        };
         let answer = self.call_channel(&order, "pay").await;
         tracing::info!(leg = %leg.id, channel = %order.channel, route = route.as_str(),
             sends = sending.sends, answer = ?answer, "paid through channel");
         let after = sending.after(&answer, Utc::now());
-        self.store_leg(w, owner, leg, &sending_raw, after).await
+        self.store_leg(w, owner, leg, sending_raw, after).await
     }
 
     /// One channel call, timed and counted.

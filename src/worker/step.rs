@@ -9,15 +9,17 @@
 //! 6. legs, concurrently; then the terminal event is stored, published, confirmed;
 //! 7. anything unsettled is deferred through the broker, and past the cap goes to review.
 
+use super::legs::LegStart;
 use super::{Decision, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
 use crate::domain::command::{named_withdrawal, parse_json, parse_value};
 use crate::domain::WithdrawalId;
-use crate::domain::{Leg, RejectCode, Rejection, Withdrawal};
+use crate::domain::{Leg, LegId, RejectCode, Rejection, Withdrawal};
 use crate::events::{self, Event, ReviewKind};
-use crate::limits::Breach;
+use crate::limits::{Breach, DailyReservation};
 use crate::ops::METRICS;
+use crate::routing::{order_for, Plan};
 use crate::store::{Claim, LeaseOwner, LegRecord, LegState, Rejected, Store, WithdrawalRecord};
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -86,7 +88,25 @@ impl Worker {
         props: &BasicProperties,
     ) -> Result<Decision, StepError> {
         let owner = LeaseOwner::new();
-        let record = match self.store.claim(&w.id, &w.digest, body, &owner).await? {
+        let seen_before = seen_before(props);
+        // A first delivery checks the containment limits before the claim, so that a
+        // withdrawal within them is claimed with its legs already recorded as `sending`
+        // (one Redis round trip for both). A redelivery's record says how far it got,
+        // so it is claimed first and checked only if nothing was recorded yet.
+        let early = if seen_before {
+            None
+        } else {
+            Some(self.breached_limit(w).await?)
+        };
+        let fresh_legs = match early {
+            Some(None) => self.sending_records(w, Utc::now()),
+            _ => Vec::new(),
+        };
+        let claimed = self
+            .store
+            .claim(&w.id, &w.digest, body, &owner, &fresh_legs)
+            .await?;
+        let record = match claimed {
             Claim::Conflict => {
                 return Ok(Decision::DeadLetter(Rejection::new(
                     RejectCode::DuplicateConflict,
@@ -130,7 +150,7 @@ impl Worker {
         // Storing the terminal outcome releases it in the same script; every other
         // ending releases it here.
         let _renewal = LeaseRenewal::start(&self.store, &w.id, &owner);
-        let worked = self.work(w, &owner, record, props).await;
+        let worked = self.work(w, &owner, record, props, early).await;
         if !matches!(worked, Ok((_, Released::WithOutcome))) {
             if let Err(e) = self.store.release(&w.id, &owner).await {
                 tracing::warn!(error = %e, "could not release the lease; it expires by itself");
@@ -140,16 +160,22 @@ impl Worker {
     }
 
     /// Pays the legs of a claimed withdrawal and decides what happens to the delivery.
+    /// `early`: the containment limits, if this delivery checked them before the claim.
     async fn work(
         &self,
         w: &Withdrawal,
         owner: &LeaseOwner,
         record: WithdrawalRecord,
         props: &BasicProperties,
+        early: Option<Option<Breach>>,
     ) -> Result<(Decision, Released), StepError> {
         if record.legs.is_empty() {
-            // First claim, nothing sent yet: the containment limits, then `processing`.
-            if let Some(breach) = self.breached_limit(w).await? {
+            // Nothing recorded yet: the containment limits, then `processing`.
+            let breach = match early {
+                Some(breach) => breach,
+                None => self.breached_limit(w).await?,
+            };
+            if let Some(breach) = breach {
                 METRICS.limit_holds.with_label_values(&[breach.limit]).inc();
                 let held: Vec<LegRecord> = w
                     .legs
@@ -168,21 +194,23 @@ impl Worker {
                 return Ok((Decision::Ack, Released::No));
             }
             self.publish(&events::processing(w, Utc::now())).await?;
+        } else if record.fresh || record.legs.values().all(|(_, r)| r.is_unanswered_send()) {
+            // The claim recorded the legs (the limits passed before it), or an earlier
+            // delivery did and no answer has come back since: it may have stopped
+            // before `processing` was confirmed, so it is published (again: consumers
+            // deduplicate by its id) before any leg is sent or resent.
+            self.publish(&events::processing(w, Utc::now())).await?;
         }
-        // Delivered before (a broker redelivery or one of our deferrals): the leg records
-        // may have been lost, so legs without one are queried before any send.
-        let seen_before = [
-            headers::ATTEMPT,
-            headers::LEASE_WAITS,
-            headers::DELIVERY_COUNT,
-        ]
-        .iter()
-        .any(|h| headers::count(props, h) > 0);
-
+        let seen_before = seen_before(props);
         let passes = join_all(w.legs.iter().map(|leg| {
             let span = tracing::info_span!("leg", leg_id = %leg.id, channel = %leg.channel);
-            self.pay_leg(w, owner, leg, record.legs.get(leg.id.as_str()), seen_before)
-                .instrument(span)
+            let prior = record.legs.get(leg.id.as_str());
+            let start = match prior {
+                Some(_) if record.fresh => LegStart::Claimed,
+                _ if seen_before => LegStart::SeenBefore,
+                _ => LegStart::New,
+            };
+            self.pay_leg(w, owner, leg, prior, start).instrument(span)
         }))
         .await;
         let mut legs: Vec<(&Leg, LegRecord)> = Vec::with_capacity(w.legs.len());
@@ -247,15 +275,25 @@ impl Worker {
         }
         Ok(self
             .store
-            .reserve_daily(
-                &w.account_id,
-                &crate::limits::day(now),
-                &w.id,
-                w.amount.minor_units(),
-                crate::limits::cents(l.account_daily_amount),
-                l.account_daily_count,
-            )
+            .reserve_daily(&DailyReservation::new(w, l, now))
             .await?)
+    }
+
+    /// The `sending` record each leg the routing rules let pay gets in the claim of a
+    /// fresh withdrawal. A refused leg gets none here: its pass records the refusal.
+    fn sending_records<'w>(
+        &self,
+        w: &'w Withdrawal,
+        now: chrono::DateTime<Utc>,
+    ) -> Vec<(&'w LegId, LegRecord)> {
+        w.legs
+            .iter()
+            .filter_map(|leg| match self.rules.plan(w, leg, now) {
+                Plan::Pay(route) => order_for(w, leg, route)
+                    .map(|order| (&leg.id, LegRecord::sending(None, route, order.channel, now))),
+                Plan::Refuse { .. } => None,
+            })
+            .collect()
     }
 
     /// Publishes `withdrawal.review_required` of `kind` unless it was raised before.
@@ -333,6 +371,18 @@ impl Worker {
         tracing::info!(event = %event.kind, id = %event.id, "event published");
         Ok(())
     }
+}
+
+/// Delivered before (a broker redelivery or one of our deferrals): the leg records may
+/// have been lost, so legs without one are queried before any send.
+fn seen_before(props: &BasicProperties) -> bool {
+    [
+        headers::ATTEMPT,
+        headers::LEASE_WAITS,
+        headers::DELIVERY_COUNT,
+    ]
+    .iter()
+    .any(|h| headers::count(props, h) > 0)
 }
 
 /// Whether storing the outcome already gave the lease back.
