@@ -86,8 +86,37 @@ pub fn calls_between(
         .collect()
 }
 
-/// The worker's `payout_redis_round_trips_total`, by operation, from its `/metrics`.
-pub async fn worker_round_trips(port: u16) -> Result<BTreeMap<String, u64>, String> {
+/// What a load run reads from the worker's `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerMetrics {
+    /// `payout_redis_round_trips_total`, by operation.
+    pub round_trips: BTreeMap<String, u64>,
+    /// Seconds spent and observations made in each timed stage (see [`STAGES`]).
+    pub stages: BTreeMap<&'static str, (f64, f64)>,
+}
+
+/// The worker's timed stages on a withdrawal's path, and their histograms.
+const STAGES: [(&str, &str); 2] = [
+    ("event_confirm", "payout_event_confirm_seconds"),
+    ("channel_call", "payout_channel_call_seconds"),
+];
+
+impl WorkerMetrics {
+    /// Mean milliseconds per observation of each stage between two scrapes.
+    pub fn stage_means_ms(before: &Self, after: &Self) -> BTreeMap<String, f64> {
+        after
+            .stages
+            .iter()
+            .filter_map(|(name, (secs, n))| {
+                let (secs0, n0) = before.stages.get(name).copied().unwrap_or_default();
+                (n - n0 > 0.0).then(|| (name.to_string(), (secs - secs0) * 1000.0 / (n - n0)))
+            })
+            .collect()
+    }
+}
+
+/// The worker's round trips and stage times, from its `/metrics`.
+pub async fn worker_metrics(port: u16) -> Result<WorkerMetrics, String> {
     let text = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .timeout(Duration::from_secs(5))
@@ -97,7 +126,30 @@ pub async fn worker_round_trips(port: u16) -> Result<BTreeMap<String, u64>, Stri
         .text()
         .await
         .map_err(|e| format!("worker metrics: {e}"))?;
-    Ok(by_label(&text, "payout_redis_round_trips_total", "op"))
+    Ok(WorkerMetrics {
+        round_trips: by_label(&text, "payout_redis_round_trips_total", "op"),
+        stages: STAGES
+            .iter()
+            .map(|(name, metric)| {
+                let sum = total(&text, &format!("{metric}_sum"));
+                (*name, (sum, total(&text, &format!("{metric}_count"))))
+            })
+            .collect(),
+    })
+}
+
+/// A metric's value summed over all its label sets.
+fn total(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(metric)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
 }
 
 /// A counter's values by one label, from Prometheus text exposition.
@@ -179,6 +231,40 @@ mod tests {
         let d = calls_between(&before, &m);
         assert_eq!(d.get("evalsha"), Some(&200));
         assert_eq!(d.get("ping"), Some(&1));
+    }
+
+    #[test]
+    fn stage_times_are_summed_over_labels_and_averaged_between_scrapes() {
+        let text = "payout_channel_call_seconds_sum{channel=\"bank\",operation=\"pay\"} 1.5\n\
+                    payout_channel_call_seconds_sum{channel=\"alipay\",operation=\"pay\"} 0.5\n\
+                    payout_channel_call_seconds_count{channel=\"bank\",operation=\"pay\"} 300\n\
+                    payout_channel_call_seconds_count{channel=\"alipay\",operation=\"pay\"} 100\n\
+                    payout_event_confirm_seconds_sum 0.8\n\
+                    payout_event_confirm_seconds_count 400\n";
+        assert_eq!(total(text, "payout_channel_call_seconds_sum"), 2.0);
+        assert_eq!(total(text, "payout_channel_call_seconds_count"), 400.0);
+        assert_eq!(total(text, "payout_event_confirm_seconds_count"), 400.0);
+        let after = WorkerMetrics {
+            round_trips: BTreeMap::new(),
+            stages: [
+                ("channel_call", (2.0, 400.0)),
+                ("event_confirm", (0.8, 400.0)),
+            ]
+            .into(),
+        };
+        let before = WorkerMetrics {
+            round_trips: BTreeMap::new(),
+            stages: [
+                ("channel_call", (1.0, 200.0)),
+                ("event_confirm", (0.8, 400.0)),
+            ]
+            .into(),
+        };
+        // 1 s over 200 calls; no confirms in between, so no mean for them.
+        assert_eq!(
+            WorkerMetrics::stage_means_ms(&before, &after),
+            [("channel_call".to_string(), 5.0)].into()
+        );
     }
 
     #[test]

@@ -190,7 +190,7 @@ async fn drive(
     wait_for_consumer(&taps, &rs.topology.work_queue, pool).await?;
     let metrics_port = pool.metrics_ports()[0];
     let redis_before = measure::redis_calls(redis_url).await?;
-    let trips_before = measure::worker_round_trips(metrics_port).await?;
+    let metrics_before = measure::worker_metrics(metrics_port).await?;
     let cpu_before = measure::cpu_time(pid).unwrap_or_default();
 
     // The worker, measured.
@@ -225,7 +225,7 @@ async fn drive(
     )
     .await?;
     let redis_after = measure::redis_calls(redis_url).await?;
-    let trips_after = measure::worker_round_trips(metrics_port).await?;
+    let metrics_after = measure::worker_metrics(metrics_port).await?;
     let cpu = measure::cpu_time(pid)
         .unwrap_or_default()
         .saturating_sub(cpu_before);
@@ -270,7 +270,11 @@ async fn drive(
         worker: worker_phase,
         relay: relay_phase,
         redis_commands: measure::calls_between(&redis_before, &redis_after),
-        round_trips: measure::calls_between(&trips_before, &trips_after),
+        round_trips: measure::calls_between(
+            &metrics_before.round_trips,
+            &metrics_after.round_trips,
+        ),
+        stages_ms: measure::WorkerMetrics::stage_means_ms(&metrics_before, &metrics_after),
         worker_cpu: cpu,
         peak_rss_kib,
         rsa_sign,

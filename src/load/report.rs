@@ -26,6 +26,9 @@ pub struct LoadReport {
     pub worker_peak_rss_mib: Option<f64>,
     /// CPU (user + system) the worker process used per withdrawal (ms).
     pub worker_cpu_ms_per_withdrawal: f64,
+    /// Mean time of the worker's timed stages (`event_confirm`: one publish until its
+    /// confirm; `channel_call`: one channel request until its answer), from its metrics.
+    pub worker_stages_ms: BTreeMap<String, f64>,
     pub redis: RedisReport,
     pub rsa: RsaReport,
 }
@@ -99,6 +102,7 @@ pub struct Inputs<'a> {
     pub relay: Option<Phase>,
     pub redis_commands: BTreeMap<String, u64>,
     pub round_trips: BTreeMap<String, u64>,
+    pub stages_ms: BTreeMap<String, f64>,
     pub worker_cpu: Duration,
     pub peak_rss_kib: Option<u64>,
     pub rsa_sign: Duration,
@@ -165,6 +169,7 @@ impl LoadReport {
                 .map(|r| worker.throughput / r.throughput.max(1e-9)),
             worker_peak_rss_mib: i.peak_rss_kib.map(|k| k as f64 / 1024.0),
             worker_cpu_ms_per_withdrawal: ms(i.worker_cpu) / completed,
+            worker_stages_ms: i.stages_ms,
             redis: RedisReport {
                 round_trips_per_withdrawal: i.round_trips.values().sum::<u64>() as f64 / completed,
                 round_trips: i.round_trips,
@@ -229,6 +234,15 @@ impl LoadReport {
             self.worker_peak_rss_mib
                 .map_or("unknown".into(), |m| format!("{m:.1} MiB")),
             self.worker_cpu_ms_per_withdrawal
+        );
+        let _ = writeln!(
+            s,
+            "  worker stages, mean ms: {}",
+            self.worker_stages_ms
+                .iter()
+                .map(|(name, ms)| format!("{name} {ms:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let _ = writeln!(
             s,

@@ -10,6 +10,7 @@ use crate::ops::METRICS;
 use crate::routing::{order_for, Plan, RouteTaken};
 use crate::store::{LeaseOwner, LegRecord, LegState, Transition};
 use chrono::Utc;
+use futures_util::future::{BoxFuture, Shared};
 
 /// A leg after this pass: its record and, if this pass stored the withdrawal's terminal
 /// event along with it, that event.
@@ -42,6 +43,20 @@ pub(crate) enum LegStart {
     SeenBefore,
 }
 
+/// One withdrawal's pass over its legs in one delivery.
+pub(crate) struct Pass<'a> {
+    pub w: &'a Withdrawal,
+    pub owner: &'a LeaseOwner,
+    /// `withdrawal.processing`'s confirm, when it is published in this pass alongside
+    /// the first channel calls: no answer is stored before it is confirmed, so a stored
+    /// answer always means `processing` is out (a pass that dies sooner leaves its legs
+    /// unanswered, and the next one publishes it again).
+    pub announced: Announced<'a>,
+}
+
+/// A publish confirm several legs wait on (ready at once when nothing was published).
+pub(crate) type Announced<'a> = Shared<BoxFuture<'a, Result<(), String>>>;
+
 /// Compare-and-set retries when another worker changes the leg at the same moment.
 const MAX_RACES: usize = 4;
 
@@ -49,26 +64,19 @@ impl Worker {
     /// One leg, with in-process retries while its outcome is unknown (see `retry.rs`).
     pub(crate) async fn pay_leg(
         &self,
-        w: &Withdrawal,
-        owner: &LeaseOwner,
+        p: &Pass<'_>,
         leg: &Leg,
         prior: Option<&(String, LegRecord)>,
         start: LegStart,
     ) -> Result<LegPass, StepError> {
-        let first = self.drive_leg(w, owner, leg, prior, start).await?;
+        let first = self.drive_leg(p, leg, prior, start).await?;
         self.retry
             .retry_while(
                 first,
                 |pass| pass.record.state == LegState::Unknown,
                 |pass| async move {
-                    self.drive_leg(
-                        w,
-                        owner,
-                        leg,
-                        Some(&(pass.raw, pass.record)),
-                        LegStart::SeenBefore,
-                    )
-                    .await
+                    self.drive_leg(p, leg, Some(&(pass.raw, pass.record)), LegStart::SeenBefore)
+                        .await
                 },
             )
             .await
@@ -76,12 +84,12 @@ impl Worker {
 
     async fn drive_leg(
         &self,
-        w: &Withdrawal,
-        owner: &LeaseOwner,
+        p: &Pass<'_>,
         leg: &Leg,
         prior: Option<&(String, LegRecord)>,
         mut start: LegStart,
     ) -> Result<LegPass, StepError> {
+        let w = p.w;
         let (mut raw, mut rec) = match prior {
             Some((raw, rec)) => (raw.clone(), Some(rec.clone())),
             None => (String::new(), None),
@@ -122,15 +130,14 @@ impl Worker {
                 },
             };
             let result = match next {
-                Next::Store(record) => self.store_leg(w, owner, leg, &raw, record).await?,
-                Next::Send(route) => self.send(w, owner, leg, &raw, rec.as_ref(), route).await?,
+                Next::Store(record) => self.store_leg(p, leg, &raw, record).await?,
+                Next::Send(route) => self.send(p, leg, &raw, rec.as_ref(), route).await?,
                 Next::Deliver(route) => {
                     let (Some(sending), Some(order)) = (rec.clone(), order_for(w, leg, route))
                     else {
                         return Err(StepError::Inconsistent("claimed leg does not fit the leg"));
                     };
-                    self.deliver(w, owner, leg, &raw, sending, order, route)
-                        .await?
+                    self.deliver(p, leg, &raw, sending, order, route).await?
                 }
                 Next::Query(route) => {
                     let Some(order) = order_for(w, leg, route) else {
@@ -149,10 +156,9 @@ impl Worker {
                     let answer = self.call_channel(&order, "query").await;
                     tracing::info!(leg = %leg.id, channel = %order.channel, answer = ?answer, "queried channel");
                     if answer == ChannelOutcome::NotFound {
-                        self.send(w, owner, leg, &raw, Some(&current), route)
-                            .await?
+                        self.send(p, leg, &raw, Some(&current), route).await?
                     } else {
-                        self.store_leg(w, owner, leg, &raw, current.after(&answer, Utc::now()))
+                        self.store_leg(p, leg, &raw, current.after(&answer, Utc::now()))
                             .await?
                     }
                 }
@@ -173,24 +179,24 @@ impl Worker {
     /// Records "sending", calls the channel, records the answer.
     async fn send(
         &self,
-        w: &Withdrawal,
-        owner: &LeaseOwner,
+        p: &Pass<'_>,
         leg: &Leg,
         raw: &str,
         prev: Option<&LegRecord>,
         route: RouteTaken,
     ) -> Result<Result<LegPass, (String, Option<LegRecord>)>, StepError> {
+        let w = p.w;
         let Some(order) = order_for(w, leg, route) else {
             return Err(StepError::Inconsistent(
                 "planned route does not fit the leg",
             ));
         };
         let sending = LegRecord::sending(prev, route, order.channel, Utc::now());
-        let sending_raw = match self.cas(w, owner, leg, raw, &sending, None).await? {
+        let sending_raw = match self.cas(p, leg, raw, &sending, None).await? {
             Ok((stored_raw, _)) => stored_raw,
             Err(stale) => return Ok(Err(stale)),
         };
-        self.deliver(w, owner, leg, &sending_raw, sending, order, route)
+        self.deliver(p, leg, &sending_raw, sending, order, route)
             .await
     }
 
@@ -199,8 +205,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
-        w: &Withdrawal,
-        owner: &LeaseOwner,
+        p: &Pass<'_>,
         leg: &Leg,
         sending_raw: &str,
         sending: LegRecord,
@@ -218,7 +223,7 @@ impl Worker {
         tracing::info!(leg = %leg.id, channel = %order.channel, route = route.as_str(),
             sends = sending.sends, answer = ?answer, "paid through channel");
         let after = sending.after(&answer, Utc::now());
-        self.store_leg(w, owner, leg, sending_raw, after).await
+        self.store_leg(p, leg, sending_raw, after).await
     }
 
     /// One channel call, timed and counted.
@@ -256,16 +261,20 @@ impl Worker {
     /// terminal event in the same script (one round trip fewer on the hot path).
     async fn store_leg(
         &self,
-        w: &Withdrawal,
-        owner: &LeaseOwner,
+        p: &Pass<'_>,
         leg: &Leg,
         raw: &str,
         record: LegRecord,
     ) -> Result<Result<LegPass, (String, Option<LegRecord>)>, StepError> {
+        p.announced
+            .clone()
+            .await
+            .map_err(StepError::ProcessingUnconfirmed)?;
+        let w = p.w;
         let outcome = (w.legs.len() == 1 && record.state.is_final())
             .then(|| events::terminal(w, &[(leg, &record)], Utc::now()).body);
         Ok(self
-            .cas(w, owner, leg, raw, &record, outcome.as_deref())
+            .cas(p, leg, raw, &record, outcome.as_deref())
             .await?
             .map(|(raw, stored_outcome)| LegPass {
                 raw,
@@ -279,13 +288,13 @@ impl Worker {
     #[allow(clippy::type_complexity)]
     async fn cas(
         &self,
-        w: &Withdrawal,
-        owner: &LeaseOwner,
+        p: &Pass<'_>,
         leg: &Leg,
         expected: &str,
         record: &LegRecord,
         outcome: Option<&str>,
     ) -> Result<Result<(String, Option<String>), (String, Option<LegRecord>)>, StepError> {
+        let (w, owner) = (p.w, p.owner);
         let (t, new_text) = self
             .store
             .transition(&w.id, &leg.id, expected, record, outcome, owner)

@@ -36,6 +36,8 @@ pub enum StepError {
     Store(#[from] StoreError),
     #[error("publishing: {0}")]
     Publish(#[from] PublishError),
+    #[error("publishing `withdrawal.processing`: {0}")]
+    ProcessingUnconfirmed(String),
     #[error("the withdrawal's record vanished from Redis mid-step")]
     StateLost,
     #[error("other workers kept changing the same leg")]

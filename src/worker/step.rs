@@ -3,13 +3,17 @@
 //! Order of work, and why:
 //! 1. authenticity before anything is parsed (forged input produces nothing but a dead letter);
 //! 2. parse, don't validate: past this point the command cannot hold invalid values;
-//! 3. claim the withdrawal id in Redis (a true duplicate resumes, a conflicting one is refused);
+//! 3. claim the withdrawal id in Redis (a true duplicate resumes, a conflicting one is
+//!    refused); a first delivery checks the account's daily limits just before, so that
+//!    its claim can record the legs as `sending` (three Redis round trips for a one-leg
+//!    withdrawal in all: limits, claim, the leg's answer with the terminal event);
 //! 4. a stored terminal outcome is republished as is (the outbox);
-//! 5. `withdrawal.processing`, confirmed, before the first leg is touched;
+//! 5. `withdrawal.processing` is published as the legs start and confirmed before any
+//!    leg's answer is stored, so the confirm's wait overlaps the channel calls;
 //! 6. legs, concurrently; then the terminal event is stored, published, confirmed;
 //! 7. anything unsettled is deferred through the broker, and past the cap goes to review.
 
-use super::legs::LegStart;
+use super::legs::{Announced, LegStart, Pass};
 use super::{Decision, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
@@ -22,7 +26,7 @@ use crate::ops::METRICS;
 use crate::routing::{order_for, Plan};
 use crate::store::{Claim, LeaseOwner, LegRecord, LegState, Rejected, Store, WithdrawalRecord};
 use chrono::Utc;
-use futures_util::future::join_all;
+use futures_util::future::{self, join_all, FutureExt};
 use lapin::BasicProperties;
 use tracing::Instrument;
 
@@ -169,7 +173,7 @@ impl Worker {
         props: &BasicProperties,
         early: Option<Option<Breach>>,
     ) -> Result<(Decision, Released), StepError> {
-        if record.legs.is_empty() {
+        let announce = if record.legs.is_empty() {
             // Nothing recorded yet: the containment limits, then `processing`.
             let breach = match early {
                 Some(breach) => breach,
@@ -193,16 +197,32 @@ impl Worker {
                 .await?;
                 return Ok((Decision::Ack, Released::No));
             }
-            self.publish(&events::processing(w, Utc::now())).await?;
-        } else if record.fresh || record.legs.values().all(|(_, r)| r.is_unanswered_send()) {
+            true
+        } else {
             // The claim recorded the legs (the limits passed before it), or an earlier
-            // delivery did and no answer has come back since: it may have stopped
-            // before `processing` was confirmed, so it is published (again: consumers
-            // deduplicate by its id) before any leg is sent or resent.
-            self.publish(&events::processing(w, Utc::now())).await?;
-        }
+            // pass did and a leg has had no answer since: that pass may have stopped
+            // before `processing` was confirmed (answers are stored only after it is),
+            // so it is published, again if need be: consumers deduplicate by its id.
+            record.fresh || record.legs.values().any(|(_, r)| r.is_unanswered_send())
+        };
+        // `processing` goes out first and its confirm overlaps the legs' channel calls;
+        // each leg waits for it before storing an answer (see `Pass::announced`).
+        let processing = announce.then(|| events::processing(w, Utc::now()));
+        let announced: Announced = match &processing {
+            Some(event) => self
+                .publish(event)
+                .map(|r| r.map_err(|e| e.to_string()))
+                .boxed()
+                .shared(),
+            None => future::ready(Ok(())).boxed().shared(),
+        };
+        let pass = Pass {
+            w,
+            owner,
+            announced: announced.clone(),
+        };
         let seen_before = seen_before(props);
-        let passes = join_all(w.legs.iter().map(|leg| {
+        let legs = join_all(w.legs.iter().map(|leg| {
             let span = tracing::info_span!("leg", leg_id = %leg.id, channel = %leg.channel);
             let prior = record.legs.get(leg.id.as_str());
             let start = match prior {
@@ -210,9 +230,11 @@ impl Worker {
                 _ if seen_before => LegStart::SeenBefore,
                 _ => LegStart::New,
             };
-            self.pay_leg(w, owner, leg, prior, start).instrument(span)
-        }))
-        .await;
+            self.pay_leg(&pass, leg, prior, start).instrument(span)
+        }));
+        // Polled first, so the publish is on its way before the first request leaves.
+        let (confirmed, passes) = future::join(announced, legs).await;
+        confirmed.map_err(StepError::ProcessingUnconfirmed)?;
         let mut legs: Vec<(&Leg, LegRecord)> = Vec::with_capacity(w.legs.len());
         let mut stored_outcome = None;
         for (leg, pass) in w.legs.iter().zip(passes) {
