@@ -662,6 +662,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`auth.hmac_keys`"));
+        // The daily counters look back at most 30 days for a redelivery.
+        let mut s = Settings::defaults();
+        s.limits.max_age_secs = 30 * 86_400;
+        assert!(s.validate().is_ok());
+        s.limits.max_age_secs += 1;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`limits.max_age_secs`"));
     }
 
     /// What `PAYOUT__CHANNELS__BANK__POLL_SCHEDULE_MS=100,250` hands over: texts.
