@@ -135,7 +135,9 @@ impl Worker {
                 Next::Deliver(route) => {
                     let (Some(sending), Some(order)) = (rec.clone(), order_for(w, leg, route))
                     else {
-                        return Err(StepError::Inconsistent("claimed leg does not fit the leg"));
+                        return Err(StepError::Inconsistent(
+                            "the route recorded at the claim does not fit the leg",
+                        ));
                     };
                     self.deliver(p, leg, &raw, sending, order, route).await?
                 }
@@ -202,7 +204,6 @@ impl Worker {
 
     /// Calls the channel for a leg whose `sending` record (`sending_raw`) is stored,
     /// then records the answer.
-    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         p: &Pass<'_>,
