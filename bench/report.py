@@ -118,6 +118,33 @@ rows.append((
     verdict(trips <= 3.0001),
 ))
 
+# Where a bank withdrawal's CPU goes (bank-max): what the machine spends per withdrawal
+# (both cores over the throughput, idle included), the RSA work of both sides, the
+# worker's own CPU apart from its RSA, and everything else.
+b_rsa = bank["rsa"]
+rsa_side = (b_rsa["sign_us"] + b_rsa["verify_us"]) / 1000
+machine_ms = bank["machine"]["cores"] * 1000 / b_tput
+worker_ms = bank["worker_cpu_ms_per_withdrawal"]
+parts = [
+    ("everything on the machine (cores ÷ throughput, idle included)", machine_ms),
+    ("RSA-2048 on both sides (one sign and one verify each)", 2 * rsa_side),
+    ("the worker, apart from its RSA", worker_ms - rsa_side),
+    ("the rest: RabbitMQ, Redis, the simulator's HTTP and JSON, the load generator, idle",
+     machine_ms - worker_ms - rsa_side),
+]
+cpu_table = "\n".join(
+    ["| part | core-ms per withdrawal | share |", "|---|---|---|"]
+    + [f"| {name} | {v:.2f} | {v / machine_ms:.0%} |" for name, v in parts]
+)
+bound = b_rsa["bound_per_sec"]
+feasibility = (
+    f"RSA alone caps a bank withdrawal at {bound:.0f} /s on these cores, whatever else runs. "
+    f"The relay target asks for {0.5 * bank['relay']['throughput']:.0f} /s "
+    f"({0.5 * bank['relay']['throughput'] / bound:.1f}× that cap) and the 200 ms target for "
+    f"{want:.0f} /s ({want / bound:.2f}× the cap, leaving "
+    f"{max(0.0, 1 - want / bound):.0%} of the cores for everything that is not RSA)."
+)
+
 # The plots.
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
 ps = sorted(prefetch)
@@ -236,6 +263,16 @@ the answer; the simulator verifies and signs), measured with `ring` in the same 
 {targets}
 
 ![throughput against prefetch, latency against offered load](bench/benchmarks.png)
+
+## Where a bank withdrawal's CPU goes
+
+Derived from the `bank-max` run: {bank['worker']['throughput']:.0f} withdrawals/s on
+{bank['machine']['cores']} cores, the worker's CPU per withdrawal, and RSA measured in
+the same run.
+
+{cpu_table}
+
+{feasibility}
 
 ## All runs
 
