@@ -340,17 +340,38 @@ async fn topology_is_idempotent_and_an_unroutable_event_is_an_error_not_a_succes
     app.teardown().await;
 }
 
-#[tokio::test]
-async fn a_stored_outcome_is_republished_byte_for_byte_without_calling_the_channel() {
-    // As if a worker stored the outcome and died before publishing it.
-    let mut app = TestApp::spawn("outbox", Options::default()).await;
-    let id = unique("wd-outbox");
+/// A one-leg transfer, parsed, with a store on the app's Redis and a lease owner: what a
+/// test needs to set up the state a worker that died would have left.
+async fn left_behind(
+    app: &TestApp,
+    tag: &str,
+) -> (
+    String,
+    Vec<u8>,
+    payout_worker::domain::Withdrawal,
+    payout_worker::store::Store,
+    payout_worker::store::LeaseOwner,
+) {
+    let id = unique(tag);
     let body = withdrawal(&id, vec![transfer_leg("1", "12.00", "zs@example.com")]);
     let parsed = payout_worker::domain::command::parse_command(&body, &["CNY".into()]).unwrap();
     let store = payout_worker::store::Store::connect(&app.settings.redis)
         .await
         .unwrap();
-    let owner = payout_worker::store::LeaseOwner::new();
+    (
+        id,
+        body,
+        parsed,
+        store,
+        payout_worker::store::LeaseOwner::new(),
+    )
+}
+
+#[tokio::test]
+async fn a_stored_outcome_is_republished_byte_for_byte_without_calling_the_channel() {
+    // As if a worker stored the outcome and died before publishing it.
+    let mut app = TestApp::spawn("outbox", Options::default()).await;
+    let (id, body, parsed, store, owner) = left_behind(&app, "wd-outbox").await;
     store
         .claim(&parsed.id, &parsed.digest, &body, &owner, &[])
         .await
@@ -375,13 +396,7 @@ async fn a_claim_whose_worker_died_before_processing_is_announced_and_paid_once(
     // As if a worker claimed a fresh withdrawal (its leg recorded as `sending` in the
     // claim) and died before `processing` was confirmed or the leg sent.
     let mut app = TestApp::spawn("claimed-died", Options::default()).await;
-    let id = unique("wd-claimed");
-    let body = withdrawal(&id, vec![transfer_leg("1", "12.00", "zs@example.com")]);
-    let parsed = payout_worker::domain::command::parse_command(&body, &["CNY".into()]).unwrap();
-    let store = payout_worker::store::Store::connect(&app.settings.redis)
-        .await
-        .unwrap();
-    let owner = payout_worker::store::LeaseOwner::new();
+    let (_, body, parsed, store, owner) = left_behind(&app, "wd-claimed").await;
     let sending = payout_worker::store::LegRecord::sending(
         None,
         payout_worker::routing::RouteTaken::Designated,
