@@ -233,7 +233,9 @@ It builds the release binary, runs the matrix of `payout-worker load` runs in
 Each `payout-worker load` run owns what it measures: a RabbitMQ vhost of its own, a
 redis-server of its own (so every Redis command is the worker's), the channel simulator
 (no faults, `--latency-ms` added to every call, bank payments settled in their first answer
-as instant payments) and one worker process (`payout-worker run`, release build, log
+as instant payments; in the load generator's process but on a runtime of its own threads,
+so that its RSA work does not delay the consumer that timestamps the events) and one
+worker process (`payout-worker run`, release build, log
 level `info` to a file, as ops would run it). The load generator publishes signed
 withdrawals with publisher confirms, up to 512 outstanding ("max": as fast as the broker
 confirms them) or at a fixed `--rate`, and consumes the worker's events from a durable

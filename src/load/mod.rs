@@ -134,8 +134,8 @@ async fn drive(
     pool_slot: &mut Option<workers::Pool>,
 ) -> Result<LoadReport, String> {
     // The simulator: no faults, the latency asked for.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
         .map_err(|e| format!("simulator: {e}"))?;
     let sim_url = format!(
         "http://{}",
@@ -149,9 +149,31 @@ async fn drive(
     sim_settings.latency_ms = args.latency_ms;
     sim_settings.settle_ms = args.settle_ms;
     let sim_opts = crate::sim::SimOptions::from_settings(&sim_settings)?;
-    tokio::spawn(crate::sim::serve(sim_opts, listener, async move {
-        sim_stopped.wait().await
-    }));
+    // On a runtime of its own threads, as a channel is a system of its own: its RSA work
+    // must not hold up this runtime's consumer of the events, whose clock measures the
+    // latency.
+    std::thread::Builder::new()
+        .name("load-sim".into())
+        .spawn(move || {
+            let served =
+                tokio::runtime::Builder::new_multi_thread()
+                    .thread_name("load-sim")
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let listener = tokio::net::TcpListener::from_std(listener)?;
+                            crate::sim::serve(sim_opts, listener, async move {
+                                sim_stopped.wait().await
+                            })
+                            .await
+                        })
+                    });
+            if let Err(e) = served {
+                eprintln!("load: the simulator stopped: {e}");
+            }
+        })
+        .map_err(|e| format!("simulator: {e}"))?;
 
     // The worker's settings: the run's names, prefetch and lease as configured.
     let mut rs = run_env::run_settings(base, run_id, vhost, redis_url, &sim_url);
