@@ -21,8 +21,9 @@ pub enum KeyError {
 }
 
 /// A private key that signs. `Debug` prints nothing of the key.
+#[derive(Clone)]
 pub struct RsaSigner {
-    key: RsaKeyPair,
+    key: std::sync::Arc<RsaKeyPair>,
     rng: SystemRandom,
 }
 
@@ -37,7 +38,7 @@ impl RsaSigner {
         let der = pem_body(pem, "PRIVATE KEY")?;
         let key = RsaKeyPair::from_pkcs8(&der).map_err(|e| KeyError::Rejected(e.to_string()))?;
         Ok(Self {
-            key,
+            key: std::sync::Arc::new(key),
             rng: SystemRandom::new(),
         })
     }
@@ -49,6 +50,16 @@ impl RsaSigner {
             .sign(&signature::RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
             .expect("signing with a valid RSA key and a correctly sized buffer cannot fail");
         BASE64.encode(sig)
+    }
+}
+
+/// Runs `signing` (work that makes an RSA signature) on tokio's blocking pool: one
+/// RSA-2048 signature takes most of a millisecond, and on a runtime thread it would hold
+/// up every other task there (publisher confirms, Redis replies, deliveries) that long.
+pub async fn off_runtime<T: Send + 'static>(signing: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(signing).await {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

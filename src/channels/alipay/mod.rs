@@ -4,7 +4,7 @@
 pub mod protocol;
 pub mod sign;
 
-use super::rsa::{RsaSigner, RsaVerifier};
+use super::rsa::{off_runtime, RsaSigner, RsaVerifier};
 use super::{ChannelOutcome, ChannelSetupError, PayoutOrder, Target};
 use crate::config::AlipaySettings;
 use crate::domain::PayeeKind;
@@ -138,7 +138,11 @@ impl AlipayClient {
         }
     }
 
-    fn signed_params(&self, method: &str, biz: &impl serde::Serialize) -> BTreeMap<String, String> {
+    async fn signed_params(
+        &self,
+        method: &str,
+        biz: &impl serde::Serialize,
+    ) -> BTreeMap<String, String> {
         let mut params: BTreeMap<String, String> = [
             ("app_id", self.app_id.clone()),
             ("method", method.to_owned()),
@@ -163,12 +167,16 @@ impl AlipayClient {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        sign::sign_request(&mut params, &self.app_key);
-        params
+        let key = self.app_key.clone();
+        off_runtime(move || {
+            sign::sign_request(&mut params, &key);
+            params
+        })
+        .await
     }
 
     async fn call(&self, method: &str, call: Call, biz: &impl serde::Serialize) -> ChannelOutcome {
-        let params = self.signed_params(method, biz);
+        let params = self.signed_params(method, biz).await;
         let form = serde_urlencoded::to_string(&params).expect("string pairs always encode");
         let request = self
             .http

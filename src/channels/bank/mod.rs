@@ -11,7 +11,7 @@
 pub mod protocol;
 pub mod sign;
 
-use super::rsa::{RsaSigner, RsaVerifier};
+use super::rsa::{off_runtime, RsaSigner, RsaVerifier};
 use super::{ChannelOutcome, ChannelSetupError, PayoutOrder};
 use crate::channels::alipay::read_key_or_dev;
 use crate::config::BankSettings;
@@ -126,7 +126,15 @@ impl BankClient {
         let url = self.url(path);
         // Sign the path exactly as it goes on the wire (after any percent-encoding).
         let signed_path = url.path().to_owned();
-        let signature = sign::sign_request(&self.client_key, method.as_str(), &signed_path, &body);
+        let signature = {
+            let (key, verb, path, body) = (
+                self.client_key.clone(),
+                method.clone(),
+                signed_path.clone(),
+                body.clone(),
+            );
+            off_runtime(move || sign::sign_request(&key, verb.as_str(), &path, &body)).await
+        };
         let mut request = self
             .http
             .request(method, url)

@@ -9,7 +9,7 @@
 pub mod protocol;
 pub mod sign;
 
-use super::rsa::{RsaSigner, RsaVerifier};
+use super::rsa::{off_runtime, RsaSigner, RsaVerifier};
 use super::{ChannelOutcome, ChannelSetupError, PayoutOrder, Target};
 use crate::channels::alipay::read_key_or_dev;
 use crate::config::UnionpaySettings;
@@ -121,7 +121,12 @@ impl UnionpayClient {
         o: &OrderRef,
         mut params: BTreeMap<String, String>,
     ) -> ChannelOutcome {
-        sign::sign(&mut params, &self.merchant_key);
+        let key = self.merchant_key.clone();
+        let params = off_runtime(move || {
+            sign::sign(&mut params, &key);
+            params
+        })
+        .await;
         let form = serde_urlencoded::to_string(&params).expect("string pairs always encode");
         let request = self
             .http

@@ -10,7 +10,7 @@
 pub mod protocol;
 pub mod sign;
 
-use super::rsa::{RsaSigner, RsaVerifier};
+use super::rsa::{off_runtime, RsaSigner, RsaVerifier};
 use super::{ChannelOutcome, ChannelSetupError, PayoutOrder, Target};
 use crate::channels::alipay::read_key_or_dev;
 use crate::config::WechatPaySettings;
@@ -137,19 +137,30 @@ impl WechatPayClient {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
-        let nonce = sign::nonce();
-        let authorization = sign::authorization(
-            &self.merchant_key,
-            &self.mchid,
-            &self.merchant_serial_no,
-            &RequestToSign {
-                method: method.as_str(),
-                path_with_query: &path_with_query,
-                timestamp: chrono::Utc::now().timestamp(),
-                nonce: &nonce,
-                body: &body,
-            },
-        );
+        let authorization = {
+            let (key, mchid, serial_no, verb, body) = (
+                self.merchant_key.clone(),
+                self.mchid.clone(),
+                self.merchant_serial_no.clone(),
+                method.clone(),
+                body.clone(),
+            );
+            off_runtime(move || {
+                sign::authorization(
+                    &key,
+                    &mchid,
+                    &serial_no,
+                    &RequestToSign {
+                        method: verb.as_str(),
+                        path_with_query: &path_with_query,
+                        timestamp: chrono::Utc::now().timestamp(),
+                        nonce: &sign::nonce(),
+                        body: &body,
+                    },
+                )
+            })
+            .await
+        };
         let mut request = self
             .http
             .request(method, url)
