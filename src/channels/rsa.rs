@@ -9,6 +9,8 @@ use base64::Engine;
 use ring::rand::SystemRandom;
 use ring::signature::{self, RsaKeyPair, UnparsedPublicKey};
 use std::fmt;
+use std::sync::LazyLock;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -56,7 +58,16 @@ impl RsaSigner {
 /// Runs `signing` (work that makes an RSA signature) on tokio's blocking pool: one
 /// RSA-2048 signature takes most of a millisecond, and on a runtime thread it would hold
 /// up every other task there (publisher confirms, Redis replies, deliveries) that long.
+/// At most one signature per core at a time, so the pool stays that small however many
+/// legs are in flight (more threads would only share the same cores).
 pub async fn off_runtime<T: Send + 'static>(signing: impl FnOnce() -> T + Send + 'static) -> T {
+    static SIGNING: LazyLock<Semaphore> = LazyLock::new(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _permit = SIGNING
+        .acquire()
+        .await
+        .expect("the signing semaphore is never closed");
     match tokio::task::spawn_blocking(signing).await {
         Ok(done) => done,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
