@@ -154,7 +154,9 @@ impl Worker {
         // Storing the terminal outcome releases it in the same script; every other
         // ending releases it here.
         let _renewal = LeaseRenewal::start(&self.store, &w.id, &owner);
-        let worked = self.work(w, &owner, record, props, early).await;
+        let worked = self
+            .work(w, &owner, record, props, early, seen_before)
+            .await;
         if !matches!(worked, Ok((_, Released::WithOutcome))) {
             if let Err(e) = self.store.release(&w.id, &owner).await {
                 tracing::warn!(error = %e, "could not release the lease; it expires by itself");
@@ -164,7 +166,8 @@ impl Worker {
     }
 
     /// Pays the legs of a claimed withdrawal and decides what happens to the delivery.
-    /// `early`: the containment limits, if this delivery checked them before the claim.
+    /// `early`: the containment limits, if this delivery checked them before the claim;
+    /// `seen_before`: see [`seen_before`].
     async fn work(
         &self,
         w: &Withdrawal,
@@ -172,6 +175,7 @@ impl Worker {
         record: WithdrawalRecord,
         props: &BasicProperties,
         early: Option<Option<Breach>>,
+        seen_before: bool,
     ) -> Result<(Decision, Released), StepError> {
         let announce = if record.legs.is_empty() {
             // Nothing recorded yet: the containment limits, then `processing`.
@@ -199,11 +203,11 @@ impl Worker {
             }
             true
         } else {
-            // The claim recorded the legs (the limits passed before it), or an earlier
-            // pass did and a leg has had no answer since: that pass may have stopped
-            // before `processing` was confirmed (answers are stored only after it is),
-            // so it is published, again if need be: consumers deduplicate by its id.
-            record.fresh || record.legs.values().any(|(_, r)| r.is_unanswered_send())
+            // A leg still an unanswered first send: this claim recorded it (the limits
+            // passed before), or an earlier pass did and may have stopped before
+            // `processing` was confirmed (answers are stored only after it is). So it is
+            // published, again if need be: consumers deduplicate by its id.
+            record.legs.values().any(|(_, r)| r.is_unanswered_send())
         };
         // `processing` goes out first and its confirm overlaps the legs' channel calls;
         // each leg waits for it before storing an answer (see `Pass::announced`).
@@ -221,7 +225,6 @@ impl Worker {
             owner,
             announced: announced.clone(),
         };
-        let seen_before = seen_before(props);
         let legs = join_all(w.legs.iter().map(|leg| {
             let span = tracing::info_span!("leg", leg_id = %leg.id, channel = %leg.channel);
             let prior = record.legs.get(leg.id.as_str());
