@@ -77,6 +77,10 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
     pub retention_days: u32,
     pub lease_ms: u64,
+    /// Replicas that must acknowledge a leg's `sending` record (`WAIT`) before its
+    /// request leaves; 0: none.
+    pub wait_replicas: u32,
+    pub wait_timeout_ms: u64,
     /// Used with `rediss://` URLs.
     #[serde(default)]
     pub tls: TlsSettings,

@@ -161,6 +161,10 @@ pub enum ReviewKind {
     OutcomeUnknown,
     /// Past a containment limit (`crate::limits`): held before any leg was sent.
     Limit,
+    /// The delivery is near the broker's delivery limit (it kept coming back without
+    /// being settled): before the broker dead-letters it, a person is told, with the
+    /// withdrawal's state kept in Redis until the review is resolved.
+    DeliveryLimit,
 }
 
 impl ReviewKind {
@@ -170,6 +174,7 @@ impl ReviewKind {
             Self::SettlementOverdue => "settlement_overdue",
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Limit => "limit",
+            Self::DeliveryLimit => "delivery_limit",
         }
     }
 }

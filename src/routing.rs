@@ -94,8 +94,25 @@ impl Rules {
         }
     }
 
-    /// Decides how `leg` is paid at `now`.
-    pub fn plan(&self, w: &Withdrawal, leg: &Leg, now: DateTime<Utc>) -> Plan {
+    /// Decides how `leg` is paid. The plan is a function of the command alone: the
+    /// windows are judged at the withdrawal's `approved_at`, never at the worker's
+    /// clock, so a re-plan after any loss of state (Redis emptied, a record expired)
+    /// gives the same route, the same channel and the same key as the first plan did.
+    /// Judged by the clock, a refund window that closed between a send and a re-plan
+    /// would move the leg to the fallback card and pay it a second time, or refuse it
+    /// and release money the first channel had paid. A refund sent after its window
+    /// closed is refused by the channel itself, definitively: then it fails and the
+    /// funds are released, correctly, since nothing moved.
+    pub fn plan_for(&self, w: &Withdrawal, leg: &Leg) -> Plan {
+        // Deliberately broken build (the old behaviour, for the chaos suite's own tests).
+        #[cfg(feature = "broken-replan-with-clock")]
+        return self.plan(w, leg, Utc::now());
+        #[cfg(not(feature = "broken-replan-with-clock"))]
+        self.plan(w, leg, w.approved_at)
+    }
+
+    /// Decides how `leg` is paid, judging the refund windows at `at`.
+    pub fn plan(&self, w: &Withdrawal, leg: &Leg, at: DateTime<Utc>) -> Plan {
         match &leg.route {
             Route::Designated { payee } => check_owner(w, payee, RouteTaken::Designated),
             Route::Original {
@@ -104,7 +121,7 @@ impl Rules {
             } => {
                 let open = self
                     .deadline(leg.channel, source.bank.as_deref(), source.paid_at)
-                    .is_some_and(|deadline| now < deadline);
+                    .is_some_and(|deadline| at < deadline);
                 match (open, fallback_payee) {
                     (true, _) => Plan::Pay(RouteTaken::Original),
                     (false, Some(payee)) => check_owner(w, payee, RouteTaken::Fallback),
@@ -129,6 +146,21 @@ fn check_owner(w: &Withdrawal, payee: &Payee, route: RouteTaken) -> Plan {
             code: "payee_name_mismatch",
             reason: "the payee's name is not the account's verified name".into(),
         }
+    }
+}
+
+/// Every route `leg` could have been paid along, whatever a plan said: the original
+/// route and the fallback card for a refund that has one, the designated payee
+/// otherwise. A leg whose record is missing is asked about on all of them before it is
+/// planned and sent (they share one idempotency key).
+pub fn possible_routes(leg: &Leg) -> Vec<RouteTaken> {
+    match &leg.route {
+        Route::Designated { .. } => vec![RouteTaken::Designated],
+        Route::Original {
+            fallback_payee: Some(_),
+            ..
+        } => vec![RouteTaken::Original, RouteTaken::Fallback],
+        Route::Original { .. } => vec![RouteTaken::Original],
     }
 }
 
@@ -287,6 +319,31 @@ mod tests {
         let o = order_for(&w, &w.legs[0], RouteTaken::Fallback).unwrap();
         assert_eq!(o.channel, ChannelKind::Bank);
         assert!(order_for(&w, &w.legs[0], RouteTaken::Designated).is_none());
+    }
+
+    /// Issue 14, case 1: the plan is the command's, not the clock's. A top-up whose
+    /// window was open at approval keeps its original route however late the leg is
+    /// (re)planned, and every route the leg could have taken is named for the probe.
+    #[test]
+    fn the_plan_is_judged_at_approval_not_at_the_clock() {
+        let r = rules();
+        // approved 2026-11-20; the Alipay window (11 months from 2026-01-15) closes
+        // 2026-12-15: open at approval.
+        let w = withdrawal("alipay", "2026-01-15T10:00:00Z", None, true, "Zhang San");
+        assert_eq!(r.plan_for(&w, &w.legs[0]), Plan::Pay(RouteTaken::Original));
+        // The same plan judged by a clock after the deadline would switch to the card:
+        // that is what a re-plan must never do.
+        assert_eq!(
+            r.plan(&w, &w.legs[0], at("2026-12-16T00:00:00Z")),
+            Plan::Pay(RouteTaken::Fallback)
+        );
+        assert_eq!(
+            possible_routes(&w.legs[0]),
+            vec![RouteTaken::Original, RouteTaken::Fallback]
+        );
+        let w = withdrawal("alipay", "2026-01-15T10:00:00Z", None, false, "Zhang San");
+        assert_eq!(r.plan_for(&w, &w.legs[0]), Plan::Pay(RouteTaken::Original));
+        assert_eq!(possible_routes(&w.legs[0]), vec![RouteTaken::Original]);
     }
 
     /// The cases of issue #3's acceptance list, against the default configuration.

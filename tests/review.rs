@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use payout_worker::channels::Channels;
 use payout_worker::domain::{LegId, WithdrawalId};
 use payout_worker::ops::review::{self, ReviewError, Verdict};
 use payout_worker::store::Store;
@@ -36,6 +37,18 @@ async fn an_operator_resolves_an_unknown_leg_and_the_terminal_event_follows() {
         }
     }
 
+    // The operator acts on what the channel says: the worker is stopped (it would find
+    // out by itself once answers come back) and the channel answers again.
+    app.stop_workers().await;
+    let status = reqwest::Client::new()
+        .post(format!("{}/sim/faults", app.sim_url))
+        .json(&serde_json::json!({"rate": 0.0}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success());
+    let channels = Channels::from_settings(&app.settings).unwrap();
     let store = Store::connect(&app.settings.redis).await.unwrap();
     let listed = review::list(&app.settings, &store).await.unwrap();
     let item = listed
@@ -56,6 +69,7 @@ async fn an_operator_resolves_an_unknown_leg_and_the_terminal_event_follows() {
         &app.settings,
         &store,
         &app.publisher,
+        &channels,
         &wid,
         &leg_id,
         Verdict::Paid,
@@ -79,6 +93,7 @@ async fn an_operator_resolves_an_unknown_leg_and_the_terminal_event_follows() {
         &app.settings,
         &store,
         &app.publisher,
+        &channels,
         &wid,
         &leg_id,
         Verdict::Failed,

@@ -15,6 +15,12 @@ use lapin::{Channel, ExchangeKind};
 
 pub const APPROVED_ROUTING_KEY: &str = "withdrawal.approved";
 
+/// The delivery limit of queues that must never drop or dead-letter a message for being
+/// returned often: the largest value the `x-delivery-limit` argument takes (a signed
+/// 32-bit integer), accepted by 3.x and 4.x alike (4.x also reads -1 as "no limit";
+/// 3.x does not).
+pub const UNLIMITED_DELIVERIES: i32 = i32::MAX;
+
 fn s(v: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(v.as_bytes().to_vec()))
 }
@@ -69,10 +75,18 @@ pub async fn declare(ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
     exchange(ch, &t.events_exchange, ExchangeKind::Topic).await?;
     exchange(ch, &t.dead_letter, ExchangeKind::Fanout).await?;
 
+    // Every quorum queue names its delivery limit: RabbitMQ 4.0 gives a queue without
+    // one a limit of 20, after which a returned message is dropped (or dead-lettered).
+    // A dead letter must stay until an operator removes it, however often it is
+    // listed (`dlq list` reads by get and return), so its queue's limit is as high as
+    // the broker takes, explicitly.
     ch.queue_declare(
         t.dead_letter.as_str().into(),
         durable(),
-        table(&[("x-queue-type", s("quorum"))]),
+        table(&[
+            ("x-queue-type", s("quorum")),
+            ("x-delivery-limit", AMQPValue::LongInt(UNLIMITED_DELIVERIES)),
+        ]),
     )
     .await?;
     ch.queue_bind(
@@ -117,6 +131,9 @@ pub async fn declare(ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
             table(&[
                 ("x-queue-type", s("quorum")),
                 ("x-message-ttl", AMQPValue::LongLongInt(ms as i64)),
+                // Never consumed (messages leave by TTL), so never returned; explicit
+                // all the same, against 4.x's default of 20.
+                ("x-delivery-limit", AMQPValue::LongInt(UNLIMITED_DELIVERIES)),
                 ("x-dead-letter-exchange", s("")),
                 ("x-dead-letter-routing-key", s(&t.work_queue)),
                 ("x-dead-letter-strategy", s("at-least-once")),

@@ -96,9 +96,12 @@ pub async fn run(settings: &Settings, action: ReviewAction) -> Result<(), CliErr
                 Outcome::Paid => Verdict::Paid,
                 Outcome::Failed => Verdict::Failed,
             };
-            let event = review::resolve(settings, &store, &publisher, &id, &leg, verdict, &reason)
-                .await
-                .map_err(err)?;
+            let channels = crate::channels::Channels::from_settings(settings).map_err(err)?;
+            let event = review::resolve(
+                settings, &store, &publisher, &channels, &id, &leg, verdict, &reason,
+            )
+            .await
+            .map_err(err)?;
             match event {
                 Some(e) => println!("recorded; published {} ({})", e.kind, e.id),
                 None => println!("recorded; the withdrawal still has legs to settle"),

@@ -33,6 +33,8 @@ pub enum StoreError {
     Protocol(String),
     #[error("Redis TLS: {0}")]
     Tls(String),
+    #[error("only {acked} of {wanted} Redis replicas acknowledged the record in time (redis.wait_replicas)")]
+    NotReplicated { acked: i64, wanted: u32 },
 }
 
 /// A single server or a cluster, behind one type.
@@ -84,6 +86,8 @@ pub struct WithdrawalRecord {
     /// This claim created the record (with the legs it was given): nothing about the
     /// withdrawal existed before.
     pub fresh: bool,
+    /// A review was raised and the withdrawal has no outcome yet: kept until resolved.
+    pub in_review: bool,
 }
 
 #[derive(Debug)]
@@ -124,6 +128,8 @@ pub struct Store {
     timeout: Duration,
     retention_secs: u64,
     lease_ms: u64,
+    wait_replicas: u32,
+    wait_timeout_ms: u64,
 }
 
 /// Who holds a lease: unique per process and delivery, so one worker's expired lease is
@@ -194,6 +200,8 @@ impl Store {
             timeout,
             retention_secs: u64::from(s.retention_days) * 86_400,
             lease_ms: s.lease_ms,
+            wait_replicas: s.wait_replicas,
+            wait_timeout_ms: s.wait_timeout_ms,
         })
     }
 
@@ -364,6 +372,59 @@ impl Store {
         Ok(())
     }
 
+    /// With `redis.wait_replicas` > 0: waits until that many replicas have every write
+    /// made so far on this connection, the withdrawal's record among them (`WAIT`, sent
+    /// in a cluster to the primary of the record's slot). Fewer in time is an error: the
+    /// caller must not let a request leave on a record a failover could lose.
+    pub async fn replicated(&self, id: &WithdrawalId) -> Result<(), StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(self.wait_replicas).arg(self.wait_timeout_ms);
+        METRICS.redis_round_trips.with_label_values(&["wait"]).inc();
+        let budget = self.timeout + Duration::from_millis(self.wait_timeout_ms);
+        let reply = match &self.conn {
+            Conn::Single(c) => {
+                let mut c = c.clone();
+                tokio::time::timeout(budget, cmd.query_async::<Value>(&mut c)).await
+            }
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let mut c = c.clone();
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(self.key(id), SlotAddr::Master),
+                ));
+                tokio::time::timeout(budget, c.route_command(cmd, route)).await
+            }
+        }
+        .map_err(|_| StoreError::Timeout(budget))??;
+        let acked: i64 =
+            redis::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        if acked < i64::from(self.wait_replicas) {
+            return Err(StoreError::NotReplicated {
+                acked,
+                wanted: self.wait_replicas,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the withdrawal's lease for `owner` (an operator's decision, say); `false`
+    /// when a worker holds it.
+    pub async fn take_lease(
+        &self,
+        id: &WithdrawalId,
+        owner: &LeaseOwner,
+    ) -> Result<bool, StoreError> {
+        let lease = self.lease_key(id);
+        let mut inv = scripts::TAKE_LEASE.key(&lease);
+        inv.arg(&owner.0).arg(self.lease_ms);
+        let taken: i64 = redis::from_redis_value(self.run("take_lease", inv).await?)
+            .map_err(|e| StoreError::Protocol(e.to_string()))?;
+        Ok(taken == 1)
+    }
+
     /// Extends our lease; `false` when it is no longer ours (expired, or Redis lost it).
     pub async fn renew(&self, id: &WithdrawalId, owner: &LeaseOwner) -> Result<bool, StoreError> {
         let lease = self.lease_key(id);
@@ -378,7 +439,7 @@ impl Store {
     pub async fn note_review(&self, id: &WithdrawalId, kind: &str) -> Result<(), StoreError> {
         let key = self.key(id);
         let mut inv = scripts::NOTE.key(&key);
-        inv.arg(format!("review:{kind}")).arg(self.retention_secs);
+        inv.arg(format!("review:{kind}"));
         self.run("note_review", inv).await?;
         Ok(())
     }
@@ -511,6 +572,8 @@ fn parse_record(fields: &[String]) -> Result<WithdrawalRecord, StoreError> {
             record.command = Some(value.clone());
         } else if let Some(kind) = name.strip_prefix("review:") {
             record.reviews_raised.push(kind.to_owned());
+        } else if name == "in_review" {
+            record.in_review = true;
         }
     }
     Ok(record)

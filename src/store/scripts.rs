@@ -53,13 +53,22 @@ if cur ~= ARGV[2] then return {'stale', cur} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if ARGV[5] ~= '' then
   redis.call('HSETNX', KEYS[1], 'outcome', ARGV[5])
+  redis.call('HDEL', KEYS[1], 'in_review')
   if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('DEL', KEYS[2]) end
 end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+if redis.call('HEXISTS', KEYS[1], 'in_review') == 1 then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+end
 return {'applied', redis.call('HGET', KEYS[1], 'outcome') or ''}
 "#,
     )
 });
+
+// A record in review (`in_review`, set when a review event is raised) never expires: an
+// operator may take days, and `review resolve` needs the command and the legs. Storing
+// the terminal outcome ends the review and starts the retention clock again.
 
 /// KEYS[1] record, KEYS[2] lease; ARGV: outcome, ttl, owner. Releases our lease.
 /// → {"stored", outcome} | {"lost"}
@@ -69,6 +78,7 @@ pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 if redis.call('HEXISTS', KEYS[1], 'digest') == 0 then return {'lost'} end
 redis.call('HSETNX', KEYS[1], 'outcome', ARGV[1])
+redis.call('HDEL', KEYS[1], 'in_review')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {'stored', redis.call('HGET', KEYS[1], 'outcome')}
 "#,
@@ -111,14 +121,32 @@ return {'claimed'}
     )
 });
 
-/// KEYS[1] record; ARGV: field, ttl. Sets a marker field on an existing record only (a
-/// marker must never create a record without its digest). → 1 | 0
+/// KEYS[1] record; ARGV: the review's field (`review:<kind>`). Marks a review raised on
+/// an existing record only (a marker must never create a record without its digest);
+/// unless the withdrawal already has its outcome, the record is then kept until the
+/// review ends (`in_review`, no expiry). → 1 | 0
 pub static NOTE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('HEXISTS', KEYS[1], 'digest') == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], '1')
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'outcome') == 0 then
+  redis.call('HSET', KEYS[1], 'in_review', '1')
+  redis.call('PERSIST', KEYS[1])
+end
+return 1
+"#,
+    )
+});
+
+/// KEYS[1] lease; ARGV: owner, lease ms. Takes the lease if it is free (or ours).
+/// → 1 taken | 0 held by another
+pub static TAKE_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#,
     )

@@ -98,12 +98,18 @@ impl Worker {
                     .with_label_values(&[&ms.to_string()])
                     .inc();
                 tracing::info!(%reason, deferrals = deferrals + 1, delay_ms = ms, "deferring command");
+                // The counter the decision names is the one that goes up: a lease wait
+                // must not touch the work's own attempt count (which schedules polls and
+                // raises the outcome-unknown review).
+                #[cfg(not(feature = "broken-lease-wait-resets-attempt"))]
+                let written = *counter;
+                // Deliberately broken build (the old behaviour): every deferral writes
+                // the attempt counter, so a lease wait sets it back to 1.
+                #[cfg(feature = "broken-lease-wait-resets-attempt")]
+                let written = headers::ATTEMPT;
                 let props = headers::with_headers(
                     &delivery.properties,
-                    &[(
-                        headers::ATTEMPT,
-                        AMQPValue::LongLongInt(i64::from(deferrals) + 1),
-                    )],
+                    &[(written, AMQPValue::LongLongInt(i64::from(deferrals) + 1))],
                 );
                 self.publisher
                     .publish("", &queue, &delivery.data, props)

@@ -2,11 +2,11 @@
 //! channel, record the answer. A leg that may already have been sent is always queried
 //! with its idempotency key first; only "not found" allows a resend, with the same key.
 
+use super::probe::{call_channel, probe, Operation, Probe};
 use super::{StepError, Worker};
 use crate::channels::{ChannelOutcome, PayoutOrder};
 use crate::domain::{Leg, Withdrawal};
 use crate::events;
-use crate::ops::METRICS;
 use crate::routing::{order_for, Plan, RouteTaken};
 use crate::store::{LeaseOwner, LegRecord, LegState, Transition};
 use chrono::Utc;
@@ -121,7 +121,7 @@ impl Worker {
                         now,
                     )),
                 },
-                None => match self.rules.plan(w, leg, now) {
+                None => match self.rules.plan_for(w, leg) {
                     Plan::Refuse { code, reason } => {
                         Next::Store(LegRecord::refused(leg.channel, code, &reason, now))
                     }
@@ -155,13 +155,40 @@ impl Worker {
                         unknown.state = LegState::Unknown;
                         unknown
                     });
-                    let answer = self.call_channel(&order, "query").await;
-                    tracing::info!(leg = %leg.id, channel = %order.channel, answer = ?answer, "queried channel");
-                    if answer == ChannelOutcome::NotFound {
-                        self.send(p, leg, &raw, Some(&current), route).await?
-                    } else {
-                        self.store_leg(p, leg, &raw, current.after(&answer, Utc::now()))
-                            .await?
+                    match probe(&self.channels, w, leg, route).await {
+                        Probe::NotFound if current.state == LegState::Pending => {
+                            // The channel accepted this key and now says it never saw it:
+                            // a resend would rely on it never forgetting a key during a
+                            // settlement of days. A person looks; funds stay frozen.
+                            let answer = ChannelOutcome::Review {
+                                reason: format!(
+                                    "the {} accepted this payout and now has no record of it; not resending",
+                                    current.channel
+                                ),
+                            };
+                            self.store_leg(p, leg, &raw, current.after(&answer, Utc::now()))
+                                .await?
+                        }
+                        Probe::NotFound => self.send(p, leg, &raw, Some(&current), route).await?,
+                        Probe::Found {
+                            route: found,
+                            channel,
+                            answer,
+                        } => {
+                            // The money went the way the channels say, whatever the record
+                            // (or a plan) said: from now on the leg follows that route.
+                            let at = LegRecord {
+                                route: Some(found),
+                                channel,
+                                ..current
+                            };
+                            self.store_leg(p, leg, &raw, at.after(&answer, Utc::now()))
+                                .await?
+                        }
+                        Probe::Inconclusive(answer) => {
+                            self.store_leg(p, leg, &raw, current.after(&answer, Utc::now()))
+                                .await?
+                        }
                     }
                 }
             };
@@ -220,42 +247,14 @@ impl Worker {
             key: order.key.broken_fresh_variant(sending.sends),
             ..order
         };
-        let answer = self.call_channel(&order, "pay").await;
+        // The `sending` record must outlive a failover before the request leaves
+        // (`redis.wait_replicas`; nothing to wait for by default).
+        self.store.replicated(&p.w.id).await?;
+        let answer = call_channel(&self.channels, &order, Operation::Pay).await;
         tracing::info!(leg = %leg.id, channel = %order.channel, route = route.as_str(),
             sends = sending.sends, answer = ?answer, "paid through channel");
         let after = sending.after(&answer, Utc::now());
         self.store_leg(p, leg, sending_raw, after).await
-    }
-
-    /// One channel call, timed and counted.
-    async fn call_channel(&self, order: &PayoutOrder, operation: &'static str) -> ChannelOutcome {
-        let channel = order.channel.as_str();
-        METRICS.legs_in_flight.inc();
-        let started = std::time::Instant::now();
-        let answer = match operation {
-            "pay" => self.channels.pay(order).await,
-            _ => self.channels.query(order).await,
-        };
-        METRICS.legs_in_flight.dec();
-        METRICS
-            .channel_call_seconds
-            .with_label_values(&[channel, operation])
-            .observe(started.elapsed().as_secs_f64());
-        let result = match &answer {
-            ChannelOutcome::Succeeded { .. } => "succeeded".to_owned(),
-            // Codes come from the channels' fixed tables: a bounded label set.
-            ChannelOutcome::Failed { code, .. } => format!("failed:{code}"),
-            ChannelOutcome::Pending => "pending".into(),
-            ChannelOutcome::Unknown { .. } => "unknown".into(),
-            ChannelOutcome::NotFound => "not_found".into(),
-            ChannelOutcome::RetryLater { .. } => "retry_later".into(),
-            ChannelOutcome::Review { .. } => "review".into(),
-        };
-        METRICS
-            .leg_outcomes
-            .with_label_values(&[channel, &result])
-            .inc();
-        answer
     }
 
     /// Stores `record`; for a one-leg withdrawal whose leg just became final, stores the

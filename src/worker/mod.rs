@@ -8,6 +8,7 @@
 mod decision;
 mod legs;
 mod polling;
+pub mod probe;
 pub mod retry;
 mod step;
 

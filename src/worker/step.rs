@@ -14,6 +14,7 @@
 //! 7. anything unsettled is deferred through the broker, and past the cap goes to review.
 
 use super::legs::{Announced, LegStart, Pass};
+use super::probe::{probe, Probe};
 use super::{Decision, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
@@ -135,6 +136,9 @@ impl Worker {
         };
         if let Some(stored) = &record.outcome {
             // Finished before: republish the stored event (no lease was taken).
+            if !record.reviews_raised.is_empty() {
+                self.store.unlist_review(&w.id).await?;
+            }
             self.publish_stored(stored).await?;
             return Ok(Decision::Ack);
         }
@@ -177,6 +181,34 @@ impl Worker {
         early: Option<Option<Breach>>,
         seen_before: bool,
     ) -> Result<(Decision, Released), StepError> {
+        if self.near_delivery_limit(props) {
+            // It kept coming back unsettled (requeues after failed re-publishes count
+            // towards the broker's limit): tell a person before the broker dead-letters
+            // it. The review keeps the record in Redis until it is resolved; the work
+            // goes on, and a deferral's re-publish starts the count again.
+            let held: Vec<LegRecord> = w
+                .legs
+                .iter()
+                .map(|l| match record.legs.get(l.id.as_str()) {
+                    Some((_, r)) => r.clone(),
+                    None => LegRecord::held(l.channel, "not started", Utc::now()),
+                })
+                .collect();
+            let view: Vec<(&Leg, &LegRecord)> = w.legs.iter().zip(held.iter()).collect();
+            let reason = format!(
+                "delivered {} times without being settled, near the work queue's delivery limit of {}; funds stay frozen",
+                headers::count(props, headers::DELIVERY_COUNT) + 1,
+                self.settings.topology.delivery_limit
+            );
+            self.raise_review(
+                w,
+                &record.reviews_raised,
+                &view,
+                ReviewKind::DeliveryLimit,
+                &reason,
+            )
+            .await?;
+        }
         let announce = if record.legs.is_empty() {
             // Nothing recorded yet: the containment limits, then `processing`.
             let breach = match early {
@@ -184,6 +216,23 @@ impl Worker {
                 None => self.breached_limit(w).await?,
             };
             if let Some(breach) = breach {
+                // A limit holds a withdrawal only if it provably never reached a channel:
+                // its record may be missing because Redis lost it (a redelivery, an exact
+                // duplicate), with a leg sent and still settling. Every channel each leg
+                // could have gone through is asked first.
+                match self.reached_a_channel(w).await {
+                    Reached::Never => {}
+                    Reached::Yes => {
+                        tracing::warn!(withdrawal_id = %w.id, limit = breach.limit,
+                            "past a containment limit, but a channel already has a leg: paying on, not holding");
+                        return self
+                            .work_legs(w, owner, &record, props, true, LegStart::SeenBefore)
+                            .await;
+                    }
+                    Reached::CannotTell(why) => {
+                        return self.cannot_tell_yet(w, &record, props, &why).await;
+                    }
+                }
                 METRICS.limit_holds.with_label_values(&[breach.limit]).inc();
                 let held: Vec<LegRecord> = w
                     .legs
@@ -209,6 +258,26 @@ impl Worker {
             // published, again if need be: consumers deduplicate by its id.
             record.legs.values().any(|(_, r)| r.is_unanswered_send())
         };
+        let start = if seen_before {
+            LegStart::SeenBefore
+        } else {
+            LegStart::New
+        };
+        self.work_legs(w, owner, &record, props, announce, start)
+            .await
+    }
+
+    /// Pays the legs (each from its record, or from `start` when it has none) and
+    /// decides the delivery; `announce`: publish `withdrawal.processing` first.
+    async fn work_legs(
+        &self,
+        w: &Withdrawal,
+        owner: &LeaseOwner,
+        record: &WithdrawalRecord,
+        props: &BasicProperties,
+        announce: bool,
+        start: LegStart,
+    ) -> Result<(Decision, Released), StepError> {
         // `processing` goes out first and its confirm overlaps the legs' channel calls;
         // each leg waits for it before storing an answer (see `Pass::announced`).
         let processing = announce.then(|| events::processing(w, Utc::now()));
@@ -230,8 +299,7 @@ impl Worker {
             let prior = record.legs.get(leg.id.as_str());
             let start = match prior {
                 Some(_) if record.fresh => LegStart::Claimed,
-                _ if seen_before => LegStart::SeenBefore,
-                _ => LegStart::New,
+                _ => start,
             };
             self.pay_leg(&pass, leg, prior, start).instrument(span)
         }));
@@ -256,19 +324,27 @@ impl Worker {
                     .await?
                     .ok_or(StepError::StateLost)?,
             };
+            if !record.reviews_raised.is_empty() {
+                // It settled by itself after a review was raised: off the list (its
+                // outcome is stored, so it is no longer waiting for anyone).
+                self.store.unlist_review(&w.id).await?;
+            }
             self.publish_stored(&stored).await?;
             tracing::info!(withdrawal_id = %w.id, "withdrawal complete");
             return Ok((Decision::Ack, Released::WithOutcome));
         }
-        if legs.iter().all(|(_, r)| r.state.is_settled()) {
-            // Final legs plus legs only a person can resolve: nothing left to poll.
-            let reason = legs
-                .iter()
-                .find(|(_, r)| r.state == LegState::Review)
-                .and_then(|(_, r)| r.reason.clone())
+        if let Some((_, r)) = legs.iter().find(|(_, r)| r.state == LegState::Review) {
+            // A leg only a person can resolve: raised now, while other legs may still
+            // be settling (a bank leg can take days), not when they are all done.
+            let reason = r
+                .reason
+                .clone()
                 .unwrap_or_else(|| "a leg needs a person".into());
             self.raise_review(w, &record.reviews_raised, &view, ReviewKind::Leg, &reason)
                 .await?;
+        }
+        if legs.iter().all(|(_, r)| r.state.is_settled()) {
+            // Final legs plus legs only a person can resolve: nothing left to poll.
             return Ok((Decision::Ack, Released::No));
         }
 
@@ -304,6 +380,87 @@ impl Worker {
             .await?)
     }
 
+    /// The broker gives this delivery at most one more return before it dead-letters
+    /// it (`x-delivery-count` counts the earlier deliveries; the broker dead-letters a
+    /// message returned once it was delivered more than `delivery_limit` times).
+    fn near_delivery_limit(&self, props: &BasicProperties) -> bool {
+        let limit = self.settings.topology.delivery_limit;
+        let count = headers::count(props, headers::DELIVERY_COUNT);
+        count > 0 && count + 1 >= limit
+    }
+
+    /// Whether any leg of a withdrawal with no leg records has reached a channel, asked
+    /// on every route each leg could have taken.
+    async fn reached_a_channel(&self, w: &Withdrawal) -> Reached {
+        // Deliberately broken build (the old behaviour): no one is asked.
+        if cfg!(feature = "broken-no-probe-before-limits") {
+            return Reached::Never;
+        }
+        let mut cannot_tell = None;
+        for leg in &w.legs {
+            let planned = match self.rules.plan_for(w, leg) {
+                Plan::Pay(route) => route,
+                // Refused by the rules: never sent by this plan, but asked on every route.
+                Plan::Refuse { .. } => crate::routing::possible_routes(leg)[0],
+            };
+            match probe(&self.channels, w, leg, planned).await {
+                Probe::NotFound => {}
+                Probe::Found { .. } => return Reached::Yes,
+                Probe::Inconclusive(answer) => {
+                    cannot_tell.get_or_insert(format!("leg {}: {answer:?}", leg.id));
+                }
+            }
+        }
+        match cannot_tell {
+            None => Reached::Never,
+            Some(why) => Reached::CannotTell(why),
+        }
+    }
+
+    /// A withdrawal past a limit whose channels could not all be asked: nothing is
+    /// sent and nothing is held yet; look again later, and past the deferral cap a
+    /// person is told (funds stay frozen either way).
+    async fn cannot_tell_yet(
+        &self,
+        w: &Withdrawal,
+        record: &WithdrawalRecord,
+        props: &BasicProperties,
+        why: &str,
+    ) -> Result<(Decision, Released), StepError> {
+        let deferrals = headers::count(props, headers::ATTEMPT);
+        if deferrals + 1 >= self.settings.retry.max_deferrals {
+            let reason = format!(
+                "past a containment limit, and whether a leg reached a channel is still unknown after {} checks ({why}); funds stay frozen",
+                deferrals + 1
+            );
+            let held: Vec<LegRecord> = w
+                .legs
+                .iter()
+                .map(|l| LegRecord::held(l.channel, &reason, Utc::now()))
+                .collect();
+            let view: Vec<(&Leg, &LegRecord)> = w.legs.iter().zip(held.iter()).collect();
+            self.raise_review(
+                w,
+                &record.reviews_raised,
+                &view,
+                ReviewKind::OutcomeUnknown,
+                &reason,
+            )
+            .await?;
+        }
+        Ok((
+            Decision::Defer {
+                reason: format!(
+                    "withdrawal {}: cannot tell yet whether a leg was sent",
+                    w.id
+                ),
+                delay_ms: None,
+                counter: headers::ATTEMPT,
+            },
+            Released::No,
+        ))
+    }
+
     /// The `sending` record each leg the routing rules let pay gets in the claim of a
     /// fresh withdrawal. A refused leg gets none here: its pass records the refusal.
     fn sending_records<'w>(
@@ -313,7 +470,7 @@ impl Worker {
     ) -> Vec<(&'w LegId, LegRecord)> {
         w.legs
             .iter()
-            .filter_map(|leg| match self.rules.plan(w, leg, now) {
+            .filter_map(|leg| match self.rules.plan_for(w, leg) {
                 Plan::Pay(route) => order_for(w, leg, route)
                     .map(|order| (&leg.id, LegRecord::sending(None, route, order.channel, now))),
                 Plan::Refuse { .. } => None,
@@ -408,6 +565,13 @@ fn seen_before(props: &BasicProperties) -> bool {
     ]
     .iter()
     .any(|h| headers::count(props, h) > 0)
+}
+
+/// Whether a withdrawal with no leg records has been seen by a channel.
+enum Reached {
+    Never,
+    Yes,
+    CannotTell(String),
 }
 
 /// Whether storing the outcome already gave the lease back.
