@@ -221,7 +221,8 @@ async fn a_settling_payout_whose_record_was_lost_past_the_age_limit_is_followed_
     until_ledger(&app, &leg_key(&id, "1"), 0).await;
     app.stop_workers().await;
     app.redis.as_ref().unwrap().flush();
-    let aged = approved_at + chrono::Duration::seconds(4);
+    // Past the limit: older than 4 whole seconds.
+    let aged = approved_at + chrono::Duration::seconds(5);
     let wait = (aged - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait + Duration::from_millis(100)).await;
 
