@@ -302,7 +302,7 @@ async fn a_bounced_transfer_fails_only_after_settlement_and_partial_payment_adds
 async fn topology_is_idempotent_and_an_unroutable_event_is_an_error_not_a_success() {
     let app = TestApp::spawn("topology", Options::default()).await;
     // Declaring again with the same arguments succeeds (a mismatch would be refused).
-    payout_worker::broker::topology::declare(&app.channel, &app.settings.topology)
+    payout_worker::broker::topology::declare(&app.conn, &app.channel, &app.settings.topology)
         .await
         .expect("second declaration");
     // An exchange with nothing bound: mandatory publishing reports the return.

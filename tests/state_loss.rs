@@ -403,7 +403,7 @@ async fn a_lease_wait_counts_itself_and_keeps_the_attempt_count() {
     let mut app = TestApp::spawn("leasewait", Options::default()).await;
     // One long tier: the deferred copy stays in the delay queue for the test to read.
     app.settings.topology.delay_tiers_ms = vec![600_000];
-    payout_worker::broker::topology::declare(&app.channel, &app.settings.topology)
+    payout_worker::broker::topology::declare(&app.conn, &app.channel, &app.settings.topology)
         .await
         .unwrap();
     let id = unique("wd-leasewait");
@@ -685,5 +685,65 @@ async fn with_wait_replicas_a_request_leaves_only_once_a_replica_has_the_record(
         moved_by_channel(&app, &leg_key(&id, "1")).await,
         vec![("alipay".to_owned(), 1)]
     );
+    app.teardown().await;
+}
+
+/// An upgrade from a build that declared the dead-letter and delay queues without a
+/// delivery limit: the broker refuses the new arguments, and the worker still starts,
+/// works, and dead-letters into the old queue.
+#[tokio::test]
+async fn queues_declared_without_a_delivery_limit_by_an_older_build_still_work() {
+    use lapin::options::QueueDeclareOptions;
+    let mut app = TestApp::spawn(
+        "oldqueues",
+        Options {
+            own_vhost: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    // Replace the dead-letter queue with one as 682cdf7 declared it.
+    let t = app.settings.topology.clone();
+    app.channel
+        .queue_delete(t.dead_letter.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    let mut quorum = FieldTable::default();
+    quorum.insert("x-queue-type".into(), headers::long_string("quorum"));
+    app.channel
+        .queue_declare(
+            t.dead_letter.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            quorum,
+        )
+        .await
+        .unwrap();
+    app.channel
+        .queue_bind(
+            t.dead_letter.as_str().into(),
+            t.dead_letter.as_str().into(),
+            "".into(),
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    app.start_worker();
+    app.publish_raw(b"{not json", FieldTable::default()).await;
+    let dead = app.next_dead().await;
+    assert_eq!(
+        dead.header(headers::ERROR_CODE).as_deref(),
+        Some("signature_invalid")
+    );
+    let id = unique("wd-oldqueues");
+    app.publish_signed(&withdrawal(
+        &id,
+        vec![transfer_leg("1", "12.00", "zs@example.com")],
+    ))
+    .await;
+    until_event(&mut app, &id, "withdrawal.succeeded", &[]).await;
     app.teardown().await;
 }

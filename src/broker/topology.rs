@@ -11,7 +11,7 @@
 use crate::config::TopologySettings;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 pub const APPROVED_ROUTING_KEY: &str = "withdrawal.approved";
 
@@ -70,7 +70,32 @@ async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind) -> lapin::Result
     .await
 }
 
-pub async fn declare(ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
+/// Declares a queue whose `x-delivery-limit` this build added, on a channel of its own:
+/// a queue an older build declared without the argument makes the broker refuse the
+/// declaration (`PRECONDITION_FAILED`, which closes the channel). The queue exists and
+/// works then, so the worker goes on, and says what to do about it.
+async fn limited_queue(conn: &Connection, name: &str, args: FieldTable) -> lapin::Result<()> {
+    let ch = conn.create_channel().await?;
+    match ch.queue_declare(name.into(), durable(), args).await {
+        Ok(_) => {
+            let _ = ch.close(200, "declared".into()).await;
+            Ok(())
+        }
+        Err(e) if older_declaration(&e) => {
+            tracing::warn!(queue = name, error = %e,
+                "queue declared by an older build without x-delivery-limit: RabbitMQ 4.x gives it a limit of 20; set a policy with delivery-limit, or delete the queue once empty so it is declared again");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn older_declaration(e: &lapin::Error) -> bool {
+    let text = e.to_string();
+    text.contains("PRECONDITION_FAILED") && text.contains("x-delivery-limit")
+}
+
+pub async fn declare(conn: &Connection, ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
     exchange(ch, &t.commands_exchange, ExchangeKind::Topic).await?;
     exchange(ch, &t.events_exchange, ExchangeKind::Topic).await?;
     exchange(ch, &t.dead_letter, ExchangeKind::Fanout).await?;
@@ -80,9 +105,9 @@ pub async fn declare(ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
     // A dead letter must stay until an operator removes it, however often it is
     // listed (`dlq list` reads by get and return), so its queue's limit is as high as
     // the broker takes, explicitly.
-    ch.queue_declare(
-        t.dead_letter.as_str().into(),
-        durable(),
+    limited_queue(
+        conn,
+        &t.dead_letter,
         table(&[
             ("x-queue-type", s("quorum")),
             ("x-delivery-limit", AMQPValue::LongInt(UNLIMITED_DELIVERIES)),
@@ -125,9 +150,9 @@ pub async fn declare(ch: &Channel, t: &TopologySettings) -> lapin::Result<()> {
 
     for deferral in 0..t.delay_tiers_ms.len() as u32 {
         let (name, ms) = delay_queue(t, deferral);
-        ch.queue_declare(
-            name.as_str().into(),
-            durable(),
+        limited_queue(
+            conn,
+            &name,
             table(&[
                 ("x-queue-type", s("quorum")),
                 ("x-message-ttl", AMQPValue::LongLongInt(ms as i64)),

@@ -183,7 +183,7 @@ impl Parts {
         let publisher = Publisher::open(&conn, Duration::from_secs(30))
             .await
             .map_err(|e| format!("RabbitMQ: {e}"))?;
-        topology::declare(publisher.channel(), &rs.topology)
+        topology::declare(&conn, publisher.channel(), &rs.topology)
             .await
             .map_err(|e| format!("declaring the run's topology: {e}"))?;
         let tap_channel = conn.create_channel().await.map_err(|e| e.to_string())?;

@@ -31,7 +31,7 @@ pub async fn run(settings: Settings, count: u64, interval_ms: u64) -> Result<(),
 
     let conn = broker::connect(&settings.amqp, "payout-worker-demo").await?;
     let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;
-    crate::broker::topology::declare(publisher.channel(), &settings.topology).await?;
+    crate::broker::topology::declare(&conn, publisher.channel(), &settings.topology).await?;
     let tail = conn.create_channel().await?;
     let queue = tail
         .queue_declare(

@@ -79,7 +79,7 @@ where
 {
     let conn = broker::connect(&settings.amqp, "payout-worker-dlq").await?;
     let channel = conn.create_channel().await?;
-    topology::declare(&channel, &settings.topology).await?;
+    topology::declare(&conn, &channel, &settings.topology).await?;
     let queue = settings.topology.dead_letter.as_str();
     let count = channel
         .queue_declare(

@@ -206,7 +206,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Topology => {
             let conn = broker::connect(&settings.amqp, "payout-worker-topology").await?;
             let channel = conn.create_channel().await?;
-            topology::declare(&channel, &settings.topology).await?;
+            topology::declare(&conn, &channel, &settings.topology).await?;
             println!("topology declared");
             let _ = conn.close(200, "done".into()).await;
             Ok(())

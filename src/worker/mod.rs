@@ -175,7 +175,7 @@ async fn consume(
 ) -> Result<(), WorkerError> {
     let conn = broker::connect(&settings.amqp, &settings.amqp.connection_name).await?;
     let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;
-    topology::declare(publisher.channel(), &settings.topology).await?;
+    topology::declare(&conn, publisher.channel(), &settings.topology).await?;
     let consume_channel = conn.create_channel().await?;
     let prefetch = settings.amqp.prefetch;
     consume_channel

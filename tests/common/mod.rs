@@ -297,7 +297,7 @@ impl TestApp {
             .await
             .unwrap();
         let channel = conn.create_channel().await.unwrap();
-        topology::declare(&channel, &settings.topology)
+        topology::declare(&conn, &channel, &settings.topology)
             .await
             .unwrap();
         let events_queue = format!("{}.events-tap", settings.topology.events_exchange);
