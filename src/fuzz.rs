@@ -1201,7 +1201,7 @@ mod wechat_pay {
         let error = || {
             serde_json::from_slice::<ErrorBody>(body)
                 .ok()
-                .filter(|_| !ok && http < 500 && http != 429)
+                .filter(|_| (400..500).contains(&http) && http != 429)
                 .map(|e| e.code)
         };
         match outcome {
@@ -1213,8 +1213,8 @@ mod wechat_pay {
                 let closed = refund().is_some_and(|r| r.status == "CLOSED");
                 let refused = call == Call::Refund
                     && error().is_some_and(|c| {
+                        // NOT_ENOUGH is our balance: never a failure (issue 14).
                         [
-                            "NOT_ENOUGH",
                             "USER_ACCOUNT_ABNORMAL",
                             "PARAM_ERROR",
                             "RESOURCE_NOT_EXISTS",
