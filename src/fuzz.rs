@@ -836,12 +836,14 @@ mod alipay {
             "ACQ.TRADE_NOT_EXIST", "ACQ.TRADE_HAS_FINISHED", "ACQ.TRADE_NOT_ALLOW_REFUND",
             "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "ACQ.REASON_TRADE_BEEN_FREEZEN",
             "PAYEE_NOT_EXIST", "PAYEE_USER_INFO_ERROR",
+            // The payee's own limits; every other EXCEED_LIMIT_* is our quota (issue 14).
+            "EXCEED_LIMIT_PERSONAL_SM_AMOUNT", "EXCEED_LIMIT_UNRN_DM_AMOUNT",
+            "EXCEED_LIMIT_SM_MIN_AMOUNT",
         ];
         let sub = r.sub_code.as_deref().unwrap_or_default();
         match outcome {
             ChannelOutcome::Failed { .. } => {
-                let refused = r.code == "40004"
-                    && (DEFINITIVE.contains(&sub) || sub.starts_with("EXCEED_LIMIT"));
+                let refused = r.code == "40004" && DEFINITIVE.contains(&sub);
                 let bounced = r.code == "10000"
                     && matches!(call, Call::Transfer | Call::TransferQuery)
                     && matches!(r.status.as_deref(), Some("FAIL" | "CLOSED" | "REFUND"));
@@ -866,7 +868,8 @@ mod alipay {
             "PAYMENT_INFO_INCONSISTENCY", "ACQ.TRADE_NOT_EXIST", "ACQ.TRADE_HAS_FINISHED",
             "ACQ.TRADE_NOT_ALLOW_REFUND", "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
             "ACQ.REASON_TRADE_BEEN_FREEZEN", "PAYEE_NOT_EXIST", "PAYEE_USER_INFO_ERROR",
-            "EXCEED_LIMIT_SM_AMOUNT", "EXCEED_LIMIT", "ORDER_NOT_EXIST",
+            "EXCEED_LIMIT_SM_AMOUNT", "EXCEED_LIMIT_DM_AMOUNT", "EXCEED_LIMIT_PERSONAL_SM_AMOUNT",
+            "EXCEED_LIMIT", "ORDER_NOT_EXIST", "BALANCE_IS_NOT_ENOUGH", "RESOURCE_LIMIT_EXCEED",
             "ACQ.SELLER_BALANCE_NOT_ENOUGH", "PAYER_BALANCE_NOT_ENOUGH", "acq.trade_not_exist", "",
         ];
         #[rustfmt::skip]
