@@ -160,3 +160,80 @@ async fn a_repeated_command_with_a_paid_and_a_closed_leg_pays_once_and_adds_up()
     assert_eq!(moves, vec![0, 1]);
     app.teardown().await;
 }
+
+/// Issue 14 item 9: `NOT_ENOUGH` is our merchant balance, not the user's fault. The
+/// simulator answers it on every attempt for a payment ending in `0002`. The worker must
+/// keep the funds frozen (no `withdrawal.failed`), retry under the same key, and after
+/// its retry budget raise a review for the leg; nothing moves.
+#[tokio::test]
+async fn our_balance_too_low_keeps_the_funds_frozen_and_ends_in_review() {
+    let mut app = TestApp::spawn(
+        "wechat-0002",
+        Options {
+            settle_ms: SETTLE_MS,
+            ..Options::default()
+        },
+    )
+    .await;
+    app.settings.channels.wechat_pay.base_url = app.sim_url.clone();
+    // A short retry budget, so the review comes within the test's wait.
+    app.settings.retry.max_deferrals = 3;
+    app.start_worker();
+    let id = unique("wd-wx-0002");
+    app.publish_signed(&withdrawal(
+        &id,
+        vec![wechat_refund_leg(
+            "1",
+            "120.00",
+            "42000020260315220014560002",
+        )],
+    ))
+    .await;
+    let review = loop {
+        let e = app.next_event().await.json();
+        assert_ne!(
+            e["type"], "withdrawal.failed",
+            "NOT_ENOUGH must never release the funds: {e}"
+        );
+        assert_ne!(e["type"], "withdrawal.succeeded", "{e}");
+        if e["type"] == "withdrawal.review_required" && e["subject"] == id.as_str() {
+            break e;
+        }
+    };
+    assert_ne!(review["data"]["review_kind"], "limit", "{review}");
+    let leg = &review["data"]["legs"][0];
+    assert!(
+        leg["sends"].as_u64().unwrap() >= 2,
+        "retried under the same key before the review: {review}"
+    );
+    assert_ne!(leg["status"], "failed", "{review}");
+    assert!(
+        leg["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NOT_ENOUGH"),
+        "the leg says why: {review}"
+    );
+    // Refused before a refund existed: nothing in the ledger, nothing moved.
+    assert!(wechat_moves(&app).await.iter().all(|m| *m == 0));
+    // And no terminal event follows the review (funds stay frozen for a person).
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            let e = app.next_event().await.json();
+            if e["subject"] == id.as_str()
+                && matches!(
+                    e["type"].as_str(),
+                    Some("withdrawal.failed" | "withdrawal.succeeded")
+                )
+            {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(
+        quiet.is_err(),
+        "a terminal event after the review: {quiet:?}"
+    );
+    app.teardown().await;
+}

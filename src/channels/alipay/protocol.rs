@@ -110,9 +110,23 @@ pub enum SubCode {
     TradeBeenFrozen,
     PayeeNotExist,
     PayeeUserInfoError,
-    ExceedLimit,
+    /// `EXCEED_LIMIT_PERSONAL_SM_AMOUNT` (over the single-transfer limit to a personal
+    /// account), `EXCEED_LIMIT_UNRN_DM_AMOUNT` (the payee is not real-name verified and
+    /// over its daily receiving limit), `EXCEED_LIMIT_SM_MIN_AMOUNT` (below the smallest
+    /// transfer): the payee's or the withdrawal's own limit. Definitive.
+    PayeeLimit,
+    /// Any other `EXCEED_LIMIT_*`: our contract's quotas (`_SM_AMOUNT` single, `_DM_*`
+    /// daily, `_MM_*` monthly) and counts that reset the next day (`_DC_RECEIVED`).
+    /// Ours to fix or wait out, never the user's fault (issue 14, CHANNELS.md).
+    MerchantLimit,
     SellerBalanceNotEnough,
     PayerBalanceNotEnough,
+    /// Our paying account cannot pay now: balance, status, product or permission
+    /// (`alipay.fund.trans.uni.transfer`'s error table). Ours to fix, nothing moved.
+    PayerUnable,
+    /// Alipay refused the load (`RESOURCE_LIMIT_EXCEED`: too many concurrent requests)
+    /// or its bank channel is down (`INST_PAY_UNABLE`): nothing moved, try again.
+    TemporarilyUnable,
     OrderNotExist,
     Other,
 }
@@ -131,9 +145,22 @@ impl SubCode {
             "ACQ.REASON_TRADE_BEEN_FREEZEN" => Self::TradeBeenFrozen,
             "PAYEE_NOT_EXIST" => Self::PayeeNotExist,
             "PAYEE_USER_INFO_ERROR" => Self::PayeeUserInfoError,
-            s if s.starts_with("EXCEED_LIMIT") => Self::ExceedLimit,
+            "EXCEED_LIMIT_PERSONAL_SM_AMOUNT"
+            | "EXCEED_LIMIT_UNRN_DM_AMOUNT"
+            | "EXCEED_LIMIT_SM_MIN_AMOUNT" => Self::PayeeLimit,
+            s if s.starts_with("EXCEED_LIMIT") => Self::MerchantLimit,
             "ACQ.SELLER_BALANCE_NOT_ENOUGH" => Self::SellerBalanceNotEnough,
             "PAYER_BALANCE_NOT_ENOUGH" => Self::PayerBalanceNotEnough,
+            "BALANCE_IS_NOT_ENOUGH"
+            | "PAYCARD_UNABLE_PAYMENT"
+            | "PAYER_STATUS_ERROR"
+            | "PAYER_NOT_EXIST"
+            | "PRODUCT_NOT_SIGN"
+            | "NO_ACCOUNT_PAYMENT_PERMISSION"
+            | "INVALID_PAYER_ACCOUNT"
+            | "MONEY_PAY_CLOSED"
+            | "INVALID_PARAMETER" => Self::PayerUnable,
+            "RESOURCE_LIMIT_EXCEED" | "INST_PAY_UNABLE" => Self::TemporarilyUnable,
             "ORDER_NOT_EXIST" => Self::OrderNotExist,
             _ => Self::Other,
         }
@@ -279,12 +306,33 @@ fn classify_business(call: Call, r: &GatewayResponse) -> ChannelOutcome {
         | SubCode::TradeBeenFrozen
         | SubCode::PayeeNotExist
         | SubCode::PayeeUserInfoError
-        | SubCode::ExceedLimit => failed(r),
+        | SubCode::PayeeLimit => failed(r),
+        // Merchant-side: our quota, balance, account or Alipay's load. The request was
+        // refused, nothing moved, and it is not the user's fault: retry later with the
+        // same key, then review. Funds stay frozen (issue 14, CHANNELS.md).
+        SubCode::MerchantLimit => ChannelOutcome::RetryLater {
+            reason: format!(
+                "our Alipay quota is used up ({})",
+                r.sub_code.as_deref().unwrap_or_default()
+            ),
+        },
         SubCode::SellerBalanceNotEnough | SubCode::PayerBalanceNotEnough => {
             ChannelOutcome::RetryLater {
                 reason: "our Alipay merchant balance is too low".into(),
             }
         }
+        SubCode::PayerUnable => ChannelOutcome::RetryLater {
+            reason: format!(
+                "our Alipay paying account cannot pay ({}): merchant setup",
+                r.sub_code.as_deref().unwrap_or_default()
+            ),
+        },
+        SubCode::TemporarilyUnable => ChannelOutcome::RetryLater {
+            reason: format!(
+                "Alipay is not taking transfers now ({})",
+                r.sub_code.as_deref().unwrap_or_default()
+            ),
+        },
         SubCode::OrderNotExist => match call {
             Call::TransferQuery | Call::RefundQuery => ChannelOutcome::NotFound,
             Call::Transfer | Call::Refund => unknown(r, "ORDER_NOT_EXIST on a payment"),

@@ -3,9 +3,10 @@
 //! error bodies we read, and the one table that classifies every verified answer.
 //!
 //! Statuses and reason codes are matched exhaustively on enums. An unrecognised status
-//! is `Other` and classifies as unknown (query again, then review); an unrecognised
-//! rejection reason classifies as review. Neither ever releases funds: only a reason
-//! code we know to be the payee's side of the transfer is a definitive failure.
+//! is `Other` and classifies as unknown (query again, then review), and so does an
+//! unrecognised rejection reason, an unexpected HTTP status or error code. None ever
+//! releases funds: only a reason code we know to be the payee's side of the transfer is
+//! a definitive failure; our own side (AM04 our balance, AC02 our account) retries later.
 
 use crate::channels::{ChannelOutcome, PayoutOrder, Target};
 use serde::{Deserialize, Serialize};
@@ -384,12 +385,13 @@ pub fn classify_rejection(code: Option<&str>) -> ChannelOutcome {
         },
         // Rejected for a reason we cannot attribute: nothing moved, but failing the user
         // could be wrong and asking again will not change a RJCT. A person decides.
-        ReasonCode::Other => ChannelOutcome::Review {
-            reason: format!(
-                "bank rejected the payment with unrecognised reason code {:?}",
-                short(code.unwrap_or_default())
-            ),
-        },
+        // A rejection whose reason we cannot read: unknown like every unrecognised code
+        // (issue 14): queried again, then reviewed after the retry budget; never a
+        // release of funds.
+        ReasonCode::Other => unknown(format!(
+            "rejected the payment with unrecognised reason code {:?}",
+            short(code.unwrap_or_default())
+        )),
     }
 }
 

@@ -3,13 +3,20 @@
 //! and `txnTime`, and the tables that classify every answer.
 //!
 //! Codes are parsed into an enum with an `Other` variant and matched exhaustively (no
-//! catch-all arm), so a new variant cannot slip through unclassified. UnionPay documents
-//! a refund's `respCode` as "00 accepted, 03/04/05 unknown, anything else failed", so an
-//! unrecognised refund code fails. Two exceptions follow the project's rule that
-//! merchant-side problems never fail the user's withdrawal: a closed or busy gateway and
-//! a rejection of our own message or setup (format, signature, permissions) are retried
-//! later, then reviewed. A *query's* own code never fails anything: a failed query says
-//! nothing about the refund.
+//! catch-all arm), so a new variant cannot slip through unclassified. The rules (issue 14,
+//! CHANNELS.md):
+//! - `00` and `A6` ("success with defects") are accepted, never final: UnionPay's SDK
+//!   demos treat both as success to be confirmed by a status query.
+//! - Only the refusals UnionPay documents fail a refund; a code we do not know is unknown
+//!   (query, then review), never a failure. (UnionPay's demos say "anything else failed";
+//!   we do not release funds on a code we cannot read.)
+//! - Merchant-side problems never fail the user's withdrawal: a closed or busy gateway,
+//!   a rejection of our own message or setup (format, signature, permissions) are
+//!   retried later, then reviewed.
+//! - A query's own code never fails anything, and `34` (no such transaction) is not
+//!   "not found": UnionPay's query demo reads it as "status not known yet, query again
+//!   later, or settle it by the reconciliation file". So no UnionPay answer is
+//!   `NotFound`: a leg whose refund UnionPay never saw ends in review, not in a resend.
 
 use crate::channels::ChannelOutcome;
 use crate::domain::{Currency, IdempotencyKey};
@@ -226,7 +233,10 @@ fn classify_refund(code: &str, msg: &str) -> ChannelOutcome {
     use RespCode::*;
     match RespCode::parse(code) {
         // Accepted, not paid: refunds settle over clearing days. Poll with a query.
-        Success => ChannelOutcome::Pending,
+        // `A6` is accepted too and confirmed the same way. Pending (not Unknown) fits the
+        // adapter's flow: the refund was accepted, so it follows the channel's poll
+        // schedule and settlement deadline, and only a query's origRespCode settles it.
+        Success | SuccessWithDefects => ChannelOutcome::Pending,
         // UnionPay's own "status unknown" family: the refund may have been taken.
         CommunicationTimeout | StatusUnknown | AcceptedQueryLater => {
             unknown("does not know the refund's status", code)
@@ -249,10 +259,16 @@ fn classify_refund(code: &str, msg: &str) -> ChannelOutcome {
         | NoBusinessPermission => ChannelOutcome::RetryLater {
             reason: format!("UnionPay rejected our request (respCode {code}): merchant setup"),
         },
-        // Definitive refusals, and (as UnionPay documents) any other code.
-        TransactionFailed | NotApproved | AmountOverLimit | NoSuchTransaction
-        | OriginalNotFound | OriginalMismatch | RiskRestricted | IssuerDeclined | InvalidCard
-        | IssuerUnsupported | CardStatus | Other => failed(code, msg),
+        // Definitive refusals UnionPay documents.
+        TransactionFailed | NotApproved | AmountOverLimit | OriginalNotFound | OriginalMismatch
+        | RiskRestricted | IssuerDeclined | InvalidCard | IssuerUnsupported | CardStatus => {
+            failed(code, msg)
+        }
+        // "No such transaction" is a query's answer, not a refund's: it makes no sense
+        // here, so it proves nothing. A code we do not know proves nothing either.
+        NoSuchTransaction | Other => {
+            unknown("answered the refund with a code we do not know", code)
+        }
     }
 }
 
@@ -260,14 +276,17 @@ fn classify_query(code: &str, a: &Answer) -> ChannelOutcome {
     use RespCode::*;
     match RespCode::parse(code) {
         Success => classify_original(a),
-        // Definitively no such order: a resend with the same orderId is safe.
-        NoSuchTransaction => ChannelOutcome::NotFound,
+        // "No such transaction" may only mean the refund has not reached UnionPay's
+        // records yet (UnionPay's query demo: status unknown, query again later or use
+        // the reconciliation file). Never NotFound, which would resend at once.
+        NoSuchTransaction => unknown("has no record of the refund yet; query again later", code),
         // The query itself did not get an answer, or was refused: it tells us nothing
         // about the refund, so nothing here may fail it.
         CommunicationTimeout | StatusUnknown | AcceptedQueryLater => {
             unknown("could not answer the query", code)
         }
-        TransactionFailed
+        SuccessWithDefects
+        | TransactionFailed
         | SystemClosed
         | SystemBusy
         | FormatError
@@ -301,7 +320,8 @@ fn classify_original(a: &Answer) -> ChannelOutcome {
         };
     };
     match RespCode::parse(code) {
-        Success => match &a.query_id {
+        // `00` and `A6` are success (UnionPay's query demo: "00 or A6: success").
+        Success | SuccessWithDefects => match &a.query_id {
             Some(query_id) => ChannelOutcome::Succeeded {
                 reference: query_id.clone(),
             },
@@ -309,30 +329,35 @@ fn classify_original(a: &Answer) -> ChannelOutcome {
             None => unknown("reports the refund paid without a queryId", code),
         },
         CommunicationTimeout | StatusUnknown | AcceptedQueryLater => ChannelOutcome::Pending,
-        // "Anything else failed": the refund was refused, before or after acceptance.
-        TransactionFailed
-        | SystemClosed
-        | SystemBusy
-        | FormatError
+        // Our orderId with other parameters: a bug on our side, never a failure (as on
+        // the refund's own answer).
+        DuplicateTransaction => ChannelOutcome::Review {
+            reason: "UnionPay reports our orderId seen with other parameters (origRespCode 12)"
+                .into(),
+        },
+        // The refund was refused for a passing reason or for our own message or setup:
+        // nothing moved, and it is not the user's fault. As on the refund's own answer:
+        // retry later, then review; funds stay frozen.
+        SystemClosed | SystemBusy | TooFrequent | OutsideHours => ChannelOutcome::RetryLater {
+            reason: format!("UnionPay did not take the refund now (origRespCode {code})"),
+        },
+        FormatError
         | SignatureInvalid
-        | DuplicateTransaction
         | MissingElements
-        | NotApproved
         | MerchantStatus
         | NoTransactionPermission
-        | AmountOverLimit
-        | NoSuchTransaction
-        | OriginalNotFound
-        | OriginalMismatch
-        | TooFrequent
-        | RiskRestricted
-        | OutsideHours
-        | NoBusinessPermission
-        | IssuerDeclined
-        | InvalidCard
-        | IssuerUnsupported
-        | CardStatus
-        | Other => failed(code, &a.orig_resp_msg),
+        | NoBusinessPermission => ChannelOutcome::RetryLater {
+            reason: format!("UnionPay rejected our refund (origRespCode {code}): merchant setup"),
+        },
+        // The refusals UnionPay documents: the refund was refused, before or after
+        // acceptance.
+        TransactionFailed | NotApproved | AmountOverLimit | OriginalNotFound | OriginalMismatch
+        | RiskRestricted | IssuerDeclined | InvalidCard | IssuerUnsupported | CardStatus => {
+            failed(code, &a.orig_resp_msg)
+        }
+        // "No such transaction" as the refund's own status, or a code we do not know:
+        // nothing we can act on. Query again, then review.
+        NoSuchTransaction | Other => unknown("reports a refund status we do not know", code),
     }
 }
 

@@ -237,7 +237,9 @@ fn classify_error(call: Call, http: u16, body: Option<&ErrorBody>) -> ChannelOut
     // The HTTP status speaks first: a 5xx may come from anywhere between us and WeChat,
     // after the refund was carried out; a 429 on a refund is to be queried before any
     // resend (CHANNELS.md). Neither may be read as a refusal, whatever the body says.
-    if http >= 500 || http == 429 {
+    // Only a 4xx carries a refusal (WeChat documents every error code with a 4xx): any
+    // other status (1xx, 3xx, non-standard) is not one we know, so it is unknown too.
+    if http >= 500 || http == 429 || !(400..500).contains(&http) {
         return unknown(format_args!("answered HTTP {http} {}", short(raw)));
     }
     let message = body.map_or("", |b| b.message.as_str());
@@ -258,11 +260,15 @@ fn classify_error(call: Call, http: u16, body: Option<&ErrorBody>) -> ChannelOut
             reason: "WeChat Pay saw our out_refund_no with other parameters (INVALID_REQUEST)"
                 .into(),
         },
+        // NOT_ENOUGH is *our* merchant account's balance (CHANNELS.md; WeChat Pay's refund
+        // guide: "NOT ENOUGH ... retry after an interval"): nothing was refunded, and it
+        // is ours to fix, not the user's. Retry later, then review; funds stay frozen.
+        (ErrorCode::NotEnough, Call::Refund) => ChannelOutcome::RetryLater {
+            reason: "our WeChat Pay merchant balance is too low for the refund (NOT_ENOUGH)".into(),
+        },
+        // The payer's side or the refund itself refused: definitive (CHANNELS.md).
         (
-            ErrorCode::NotEnough
-            | ErrorCode::UserAccountAbnormal
-            | ErrorCode::ParamError
-            | ErrorCode::ResourceNotExists,
+            ErrorCode::UserAccountAbnormal | ErrorCode::ParamError | ErrorCode::ResourceNotExists,
             Call::Refund,
         ) => failed(),
         // On a query, "no such refund" is the answer that makes a resend safe.

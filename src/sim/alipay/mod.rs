@@ -5,7 +5,9 @@
 //! parameters: the same answer; same key, other parameters: Alipay's own "discordant"
 //! error) against the shared [`Ledger`], and lets the request choose a business failure:
 //! a `trade_no` or payee identity ending in `0000` is refused at once, one ending in
-//! `0001` is accepted and then refused (refund) or bounced (transfer) after `settle`.
+//! `0001` is accepted and then refused (refund) or bounced (transfer) after `settle`; a
+//! transfer to a payee ending in `0002` finds our daily quota used up
+//! (`EXCEED_LIMIT_DM_AMOUNT`, nothing recorded, on every attempt).
 //! Time is a parameter, so settlement is tested without sleeping.
 
 mod reply;
@@ -182,6 +184,11 @@ impl AlipaySim {
                 ));
             }
             return answer(transfer_reply(seen, now));
+        }
+        // Our merchant quota for the day is used up: refused before a transfer exists, so
+        // a query finds nothing and every resend gets the same answer.
+        if payee.identity.ends_with("0002") {
+            return answer(Inner::business("EXCEED_LIMIT_DM_AMOUNT", "日累计额度超限"));
         }
         let (fate, payouts) = if payee.identity.ends_with("0000") {
             (Fate::Refused, 0)

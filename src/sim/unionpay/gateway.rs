@@ -5,7 +5,8 @@
 //! shared [`Ledger`] (same `orderId` and parameters: the same answer; same `orderId`,
 //! other parameters: `12` duplicate transaction), and lets the request choose a business
 //! failure: an `origQryId` ending in `0000` is refused at once (`35`, nothing moves), one
-//! ending in `0001` is accepted and then refused after `settle` (`origRespCode=60`).
+//! ending in `0001` is accepted and then refused after `settle` (`origRespCode=60`), one
+//! ending in `0003` is accepted as `A6` ("success with defects") and paid like any other.
 //! Everything else is accepted (`00`) and paid after `settle`; until then a query shows
 //! `origRespCode=05`. Time is a parameter, so settlement is tested without sleeping.
 
@@ -297,7 +298,11 @@ fn refund_reply(reply: &Reply<'_>, e: &Entry, orig: &str) -> Answer {
         Fate::Paid | Fate::Settles { .. } => {
             let mut accepted = extra.to_vec();
             accepted.push(("queryId", e.reference.clone()));
-            reply.answer("00", "成功[0000000]", &accepted)
+            if orig.ends_with("0003") {
+                reply.answer("A6", "有缺陷的成功", &accepted)
+            } else {
+                reply.answer("00", "成功[0000000]", &accepted)
+            }
         }
     }
 }

@@ -201,15 +201,39 @@ fn an_original_ending_0001_is_accepted_then_refused() {
 }
 
 #[test]
+fn an_original_ending_0003_is_accepted_with_defects_then_paid() {
+    let g = Gateway::new();
+    let t0 = Instant::now();
+    let accepted = g.refund(&refund_req(KEY, 5_000, "20260315220014560003"), t0);
+    assert_eq!(code(&accepted), ("A6", None));
+    // The worker reads A6 like 00: accepted, to be confirmed by a query.
+    assert_eq!(
+        g.worker_sees(Call::Refund, KEY, &accepted),
+        ChannelOutcome::Pending
+    );
+    // A repeat gets the same answer.
+    let again = g.refund(&refund_req(KEY, 5_000, "20260315220014560003"), t0);
+    assert_eq!(code(&again), ("A6", None));
+    let q = g.query(KEY, t0 + SETTLE);
+    assert_eq!(code(&q), ("00", Some("00")));
+    assert!(matches!(
+        g.worker_sees(Call::Query, KEY, &q),
+        ChannelOutcome::Succeeded { .. }
+    ));
+    assert_eq!(g.moves(KEY, t0 + SETTLE), Some(1));
+}
+
+#[test]
 fn a_query_finds_only_our_order_id_at_our_txn_time() {
     let g = Gateway::new();
     let t0 = Instant::now();
     let unknown = g.query(KEY, t0);
     assert_eq!(code(&unknown), ("34", None));
-    assert_eq!(
+    // The worker reads 34 as "not known yet: query again later" (issue 14).
+    assert!(matches!(
         g.worker_sees(Call::Query, KEY, &unknown),
-        ChannelOutcome::NotFound
-    );
+        ChannelOutcome::Unknown { .. }
+    ));
     g.refund(&refund_req(KEY, 100, ORIG), t0);
     let mut params = query_params(&merchant(), &order(KEY));
     params.insert("txnTime".into(), "20261120160001".into());

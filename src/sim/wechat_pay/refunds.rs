@@ -3,7 +3,8 @@
 //! Every refund is asynchronous, as on WeChat: a new key is accepted as `PROCESSING` and
 //! settles after `settle` to `SUCCESS`, or to `CLOSED` when its `transaction_id` ends in
 //! `0001`; one ending in `0000` names a payment WeChat does not know (404, nothing
-//! moves). Idempotency is the shared [`Ledger`]'s: the same key and parameters get the
+//! moves); one ending in `0002` finds our merchant balance too low (403 `NOT_ENOUGH`,
+//! nothing created, on every attempt: the merchant-side refusal of issue 14). Idempotency is the shared [`Ledger`]'s: the same key and parameters get the
 //! refund's current state, the same key with other parameters `INVALID_REQUEST`.
 //! Time is a parameter, so settlement is tested without sleeping.
 
@@ -127,6 +128,16 @@ pub fn create(
             );
         }
         return reply(seen, totals, settle, now);
+    }
+    // Our balance is too low: refused before a refund exists, so a query finds nothing
+    // and every resend gets the same answer.
+    if req.transaction_id.ends_with("0002") {
+        return Answer::error(
+            StatusCode::FORBIDDEN,
+            "NOT_ENOUGH",
+            "基本账户余额不足，请充值后重新发起",
+            Some(key),
+        );
     }
     let at = now.instant + settle;
     let (fate, payouts) = if req.transaction_id.ends_with("0000") {

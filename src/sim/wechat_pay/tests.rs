@@ -165,6 +165,21 @@ fn a_trade_ending_0000_is_unknown_to_wechat_at_once() {
 }
 
 #[test]
+fn a_trade_ending_0002_finds_our_balance_too_low_on_every_attempt() {
+    let w = World::new();
+    let b = body(KEY, "42000020260315220014560002", 500);
+    let not_enough = (StatusCode::FORBIDDEN, "NOT_ENOUGH".to_owned());
+    assert_eq!(code_of(&w.create(&b, 0)), not_enough);
+    assert_eq!(code_of(&w.create(&b, 120)), not_enough);
+    // Nothing was created: a query finds no refund, and nothing moved.
+    assert_eq!(
+        code_of(&w.get(KEY, 120)),
+        (StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS".to_owned())
+    );
+    assert!(w.moves(120).is_empty());
+}
+
+#[test]
 fn a_trade_ending_0001_is_accepted_then_closed() {
     let w = World::new();
     let b = body(KEY, "42000020260315220014560001", 500);

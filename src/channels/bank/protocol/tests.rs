@@ -101,15 +101,25 @@ fn our_own_account_problems_never_fail_the_users_withdrawal() {
 }
 
 #[test]
-fn duplicates_and_unattributable_rejections_go_to_a_person() {
-    for code in [Some("AM05"), Some("NARR"), Some("MS03"), Some(""), None] {
-        assert!(
-            matches!(
-                classify_report(&report("RJCT", code)),
-                ChannelOutcome::Review { .. }
-            ),
-            "{code:?}"
-        );
+fn duplicates_go_to_a_person() {
+    assert!(matches!(
+        classify_report(&report("RJCT", Some("AM05"))),
+        ChannelOutcome::Review { .. }
+    ));
+}
+
+/// A rejection we cannot attribute is unknown like every unrecognised code (issue 14):
+/// queried again, then reviewed; never a release of funds.
+#[test]
+fn unattributable_rejections_are_unknown() {
+    for code in [Some("NARR"), Some("MS03"), Some(""), None] {
+        for call in [Call::Initiation, Call::StatusQuery] {
+            let outcome = classify(call, 200, &body(&report("RJCT", code)), KEY);
+            assert!(
+                matches!(outcome, ChannelOutcome::Unknown { .. }),
+                "{code:?}: {outcome:?}"
+            );
+        }
     }
 }
 
@@ -217,7 +227,39 @@ fn an_online_banking_refund_maps_to_a_return_of_funds() {
     assert!(json.get("creditor").is_none());
 }
 
+const KNOWN_STATUSES: [&str; 5] = ["ACTC", "ACCP", "ACSP", "ACSC", "RJCT"];
+
 proptest! {
+    /// An unrecognised status, or a RJCT with an unrecognised reason code, is unknown on
+    /// both calls: never Failed, never NotFound.
+    #[test]
+    fn unrecognised_statuses_and_reasons_are_unknown(status in ".{0,6}", code in proptest::option::of(".{0,5}")) {
+        let unknown_status = !KNOWN_STATUSES.contains(&status.as_str());
+        let unknown_reason = ReasonCode::parse(code.as_deref()) == ReasonCode::Other;
+        for call in [Call::Initiation, Call::StatusQuery] {
+            if unknown_status {
+                let outcome = classify(call, 200, &body(&report(&status, code.as_deref())), KEY);
+                prop_assert!(matches!(outcome, ChannelOutcome::Unknown { .. }), "{status} {outcome:?}");
+            }
+            if unknown_reason {
+                let outcome = classify(call, 200, &body(&report("RJCT", code.as_deref())), KEY);
+                prop_assert!(matches!(outcome, ChannelOutcome::Unknown { .. }), "{code:?} {outcome:?}");
+            }
+        }
+    }
+
+    /// An HTTP status outside the table, with any body, is unknown on both calls.
+    #[test]
+    fn unexpected_http_statuses_are_unknown(
+        http in prop_oneof![100u16..200, 300u16..400, 402u16..403, 405u16..409, 410u16..429, 430u16..500, 600u16..1000],
+        code in prop_oneof![Just("NOT_FOUND".to_owned()), Just("DUPL".to_owned()), "[A-Z_]{0,12}"],
+    ) {
+        for call in [Call::Initiation, Call::StatusQuery] {
+            let outcome = classify(call, http, &error(&code), KEY);
+            prop_assert!(matches!(outcome, ChannelOutcome::Unknown { .. }), "{http} {code}: {outcome:?}");
+        }
+    }
+
     /// Whatever the bank says, only RJCT with a recognised payee-side code fails.
     #[test]
     fn unrecognised_statuses_and_codes_never_fail(status in "[A-Z]{0,5}", code in proptest::option::of("[A-Z0-9]{0,5}")) {

@@ -7,6 +7,9 @@
 pub enum RespCode {
     /// 00 成功.
     Success,
+    /// A6 有缺陷的成功 ("success with defects"). UnionPay's SDK demos and integration
+    /// guides handle it as `00`: accepted, to be confirmed by a query (CHANNELS.md).
+    SuccessWithDefects,
     /// 01 交易失败.
     TransactionFailed,
     /// 02 系统未开放或暂时关闭.
@@ -64,6 +67,7 @@ impl RespCode {
     pub fn parse(s: &str) -> Self {
         match s {
             "00" => Self::Success,
+            "A6" => Self::SuccessWithDefects,
             "01" => Self::TransactionFailed,
             "02" => Self::SystemClosed,
             "03" => Self::CommunicationTimeout,

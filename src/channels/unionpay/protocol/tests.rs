@@ -50,11 +50,14 @@ fn query_answer(code: &str, orig: Option<&str>) -> Answer {
     }
 }
 
-/// Every code we name, plus two unrecognised ones.
-const ALL_CODES: [&str; 28] = [
-    "00", "01", "02", "03", "04", "05", "06", "10", "11", "12", "13", "30", "31", "32", "33", "34",
-    "35", "36", "37", "38", "39", "43", "60", "61", "62", "63", "77", "A9",
+/// Every code we name, plus three unrecognised ones.
+const ALL_CODES: [&str; 30] = [
+    "00", "A6", "01", "02", "03", "04", "05", "06", "10", "11", "12", "13", "30", "31", "32", "33",
+    "34", "35", "36", "37", "38", "39", "43", "60", "61", "62", "63", "77", "A9", "",
 ];
+
+/// The refusals UnionPay documents: the only codes that may fail a refund.
+const REFUSALS: [&str; 10] = ["01", "30", "33", "35", "36", "38", "60", "61", "62", "63"];
 
 fn merchant() -> Merchant {
     Merchant {
@@ -74,12 +77,15 @@ fn order_ref() -> OrderRef {
 fn refund_table_covers_every_code() {
     use Kind::*;
     let expected = |code: &str| match code {
-        "00" => Pending,
+        // A6 ("success with defects") is accepted like 00 and confirmed by a query.
+        "00" | "A6" => Pending,
         "03" | "04" | "05" => Unknown,
         "12" => Review,
         "02" | "06" | "37" | "39" => RetryLater,
         "10" | "11" | "13" | "31" | "32" | "43" => RetryLater,
-        _ => Failed,
+        c if REFUSALS.contains(&c) => Failed,
+        // 34 is a query's answer, and anything unrecognised proves nothing: unknown.
+        _ => Unknown,
     };
     for code in ALL_CODES {
         let got = classify(Call::Refund, &refund_answer(code));
@@ -113,9 +119,10 @@ fn a_failure_without_a_message_still_reads_well() {
 fn query_table_covers_every_code() {
     for code in ALL_CODES {
         let got = kind(&classify(Call::Query, &query_answer(code, Some("00"))));
+        // Only 00 means the query ran; 34 is "not known yet, query again later"
+        // (never NotFound, which would resend at once); everything else says nothing.
         let expected = match code {
             "00" => Kind::Succeeded,
-            "34" => Kind::NotFound,
             _ => Kind::Unknown,
         };
         assert_eq!(got, expected, "query respCode {code}");
@@ -127,9 +134,13 @@ fn original_table_covers_every_code() {
     for code in ALL_CODES {
         let got = classify(Call::Query, &query_answer("00", Some(code)));
         let expected = match code {
-            "00" => Kind::Succeeded,
+            "00" | "A6" => Kind::Succeeded,
             "03" | "04" | "05" => Kind::Pending,
-            _ => Kind::Failed,
+            "12" => Kind::Review,
+            "02" | "06" | "37" | "39" => Kind::RetryLater,
+            "10" | "11" | "13" | "31" | "32" | "43" => Kind::RetryLater,
+            c if REFUSALS.contains(&c) => Kind::Failed,
+            _ => Kind::Unknown,
         };
         assert_eq!(kind(&got), expected, "origRespCode {code}: {got:?}");
         match got {
@@ -280,8 +291,41 @@ proptest! {
         prop_assert_eq!(&id, &normalise_order_id(&raw));
     }
 
+    /// Any code we do not know, in any field of either call, is unknown: never Failed,
+    /// never NotFound, never paid.
+    #[test]
+    fn unrecognised_codes_are_unknown(code in prop_oneof!["[0-9A-Z]{1,3}", ".{0,6}"], known in proptest::sample::select(ALL_CODES.to_vec())) {
+        prop_assume!(RespCode::parse(&code) == RespCode::Other);
+        let unknown = |o: ChannelOutcome| kind(&o) == Kind::Unknown;
+        prop_assert!(unknown(classify(Call::Refund, &refund_answer(&code))));
+        // As the query's own code, whatever the original's.
+        prop_assert!(unknown(classify(Call::Query, &query_answer(&code, Some(known)))));
+        // As the original's code in a query that ran.
+        prop_assert!(unknown(classify(Call::Query, &query_answer("00", Some(&code)))));
+    }
+
+    /// No UnionPay answer is ever NotFound: a refund that may be on its way is queried
+    /// again later, then reviewed, never resent at once.
+    #[test]
+    fn nothing_is_not_found(code in prop_oneof!["[0-9A-Z]{2}", Just("34".to_owned())], orig in proptest::option::of("[0-9A-Z]{2}")) {
+        for call in [Call::Refund, Call::Query] {
+            let o = classify(call, &query_answer(&code, orig.as_deref()));
+            prop_assert_ne!(kind(&o), Kind::NotFound);
+        }
+    }
+
+    /// Only the refusals UnionPay documents fail, on a refund's answer or as the
+    /// original's code in a query.
+    #[test]
+    fn only_documented_refusals_fail(code in "[0-9A-Z]{2}") {
+        let fails = |o: ChannelOutcome| kind(&o) == Kind::Failed;
+        let refusal = REFUSALS.contains(&code.as_str());
+        prop_assert_eq!(fails(classify(Call::Refund, &refund_answer(&code))), refusal);
+        prop_assert_eq!(fails(classify(Call::Query, &query_answer("00", Some(&code)))), refusal);
+    }
+
     /// 03/04/05 never fail, whichever call and field they come in; a query's own code
-    /// fails nothing; only a recognised refusal or an unrecognised *refund* code fails.
+    /// fails nothing; only a recognised refusal fails.
     #[test]
     fn status_unknown_codes_never_fail(code in "[0-9A-Z]{2}", orig in "[0-9A-Z]{2}") {
         let fails = |o: ChannelOutcome| kind(&o) == Kind::Failed;

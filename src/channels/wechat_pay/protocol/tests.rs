@@ -114,7 +114,6 @@ fn error_codes_on_a_refund() {
     assert!(is_unknown(&on_refund(403, "FREQUENCY_LIMITED")));
     // Definitive refusals carry the code and WeChat's message.
     for (http, code) in [
-        (403, "NOT_ENOUGH"),
         (403, "USER_ACCOUNT_ABNORMAL"),
         (400, "PARAM_ERROR"),
         (404, "RESOURCE_NOT_EXISTS"),
@@ -132,8 +131,10 @@ fn error_codes_on_a_refund() {
         on_refund(400, "INVALID_REQUEST"),
         ChannelOutcome::Review { .. }
     ));
-    // Our merchant setup refused: nothing was carried out.
+    // Our merchant balance or setup refused: nothing was carried out, and it is ours to
+    // fix. Retry later, then review; never a failure of the user's withdrawal.
     for (http, code) in [
+        (403, "NOT_ENOUGH"),
         (401, "SIGN_ERROR"),
         (403, "NO_AUTH"),
         (400, "MCH_NOT_EXISTS"),
@@ -176,6 +177,17 @@ fn the_http_status_overrides_a_definitive_code() {
     // A 5xx or 429 may have been carried out; its body must not release funds.
     for http in [429, 500, 502, 503, 504] {
         for code in ["RESOURCE_NOT_EXISTS", "NOT_ENOUGH", "PARAM_ERROR"] {
+            assert!(is_unknown(&classify(Call::Refund, KEY, &error(http, code))));
+            assert!(is_unknown(&classify(Call::Query, KEY, &error(http, code))));
+        }
+    }
+    // Nor does a status outside 4xx carry a refusal, whatever the body says.
+    for http in [100, 302, 304, 399, 600, 999] {
+        for code in [
+            "RESOURCE_NOT_EXISTS",
+            "USER_ACCOUNT_ABNORMAL",
+            "PARAM_ERROR",
+        ] {
             assert!(is_unknown(&classify(Call::Refund, KEY, &error(http, code))));
             assert!(is_unknown(&classify(Call::Query, KEY, &error(http, code))));
         }
@@ -244,10 +256,33 @@ proptest! {
         for call in [Call::Refund, Call::Query] {
             for reply in [error(http, &code), refund_with(&status), Reply::Error { http, body: None }] {
                 let outcome = classify(call, KEY, &reply);
-                prop_assert!(!matches!(outcome, ChannelOutcome::Failed { .. }), "{call:?} {reply:?}: {outcome:?}");
-                let settled_or_pending = matches!(outcome, ChannelOutcome::Succeeded { .. } | ChannelOutcome::Pending);
-                prop_assert!(!settled_or_pending, "{:?}", outcome);
+                // Unknown exactly: query, then review. Never Failed, NotFound or settled.
+                prop_assert!(matches!(outcome, ChannelOutcome::Unknown { .. }), "{call:?} {reply:?}: {outcome:?}");
             }
+        }
+    }
+
+    /// A known code under an HTTP status that is not a 4xx is unknown on both calls.
+    #[test]
+    fn known_codes_outside_4xx_are_unknown(
+        code in proptest::sample::select(KNOWN_CODES.to_vec()),
+        http in prop_oneof![100u16..400, 500u16..1000, Just(429u16)],
+    ) {
+        for call in [Call::Refund, Call::Query] {
+            let outcome = classify(call, KEY, &error(http, code));
+            prop_assert!(matches!(outcome, ChannelOutcome::Unknown { .. }), "{call:?} {http} {code}: {outcome:?}");
+        }
+    }
+
+    /// NOT_ENOUGH (our merchant balance) never fails the user's withdrawal.
+    #[test]
+    fn not_enough_never_fails(http in 100u16..1000) {
+        for call in [Call::Refund, Call::Query] {
+            let outcome = classify(call, KEY, &error(http, "NOT_ENOUGH"));
+            prop_assert!(
+                matches!(outcome, ChannelOutcome::RetryLater { .. } | ChannelOutcome::Unknown { .. }),
+                "{call:?} {http}: {outcome:?}"
+            );
         }
     }
 

@@ -113,3 +113,28 @@ fn a_payee_ending_0001_is_dealing_then_bounces() {
     assert_eq!(moves(&ledger, "T2", before), Some(0));
     assert_eq!(moves(&ledger, "T2", after), Some(0));
 }
+
+#[test]
+fn a_payee_ending_0002_finds_our_daily_quota_used_up_on_every_attempt() {
+    let (sim, ledger, t0) = (sim(), Ledger::new(), Instant::now());
+    let body = transfer("T2", "13800130002", "Zhang San", "100.00");
+    for at in [t0, t0 + SETTLE] {
+        let a = sim.business(&ledger, TRANSFER, &body, at);
+        assert_eq!(
+            parsed(&a).sub_code.as_deref(),
+            Some("EXCEED_LIMIT_DM_AMOUNT")
+        );
+        // Our quota, not the user's fault: retried later, never a failure.
+        assert!(matches!(
+            worker_sees(Call::Transfer, &a),
+            ChannelOutcome::RetryLater { .. }
+        ));
+    }
+    // Nothing was created: the query says not found, nothing moved.
+    let q = sim.business(&ledger, TRANSFER_QUERY, &transfer_query("T2"), t0 + SETTLE);
+    assert_eq!(
+        worker_sees(Call::TransferQuery, &q),
+        ChannelOutcome::NotFound
+    );
+    assert!(ledger.snapshot(t0 + SETTLE).is_empty());
+}
