@@ -116,9 +116,12 @@ async fn an_account_past_its_daily_amount_has_the_rest_held() {
 
 /// An authentic command replayed after its idempotency record expired from Redis (its
 /// own redis-server flushed here; a smaller age limit stands for the time that passed)
-/// is caught by the age limit before any channel call.
+/// is never paid again. It is past the age limit, but a limit holds only a withdrawal
+/// no channel has seen (issue 14): the channel, asked with the leg's key, says it paid,
+/// and the original outcome is announced again under its own event id. A replay of a
+/// withdrawal no channel ever saw is held by the age limit.
 #[tokio::test]
-async fn a_replay_after_the_record_expired_is_caught_by_the_age_limit() {
+async fn a_replay_after_the_record_expired_is_answered_from_the_channel_or_held() {
     let mut app = TestApp::spawn(
         "limits-replay",
         Options {
@@ -130,13 +133,14 @@ async fn a_replay_after_the_record_expired_is_caught_by_the_age_limit() {
     app.settings.limits.max_age_secs = 3600;
     app.start_worker();
     let id = unique("wd-replay");
+    let approved = Value::from((Utc::now() - Duration::minutes(30)).to_rfc3339());
     let body = with(
         withdrawal(&id, vec![transfer_leg("1", "30.00", "zs@example.com")]),
         "approved_at",
-        Value::from((Utc::now() - Duration::minutes(30)).to_rfc3339()),
+        approved.clone(),
     );
     app.publish_signed(&body).await;
-    event_for(&mut app, &id, "withdrawal.succeeded").await;
+    let first = event_for(&mut app, &id, "withdrawal.succeeded").await;
     let calls_before = app.ledger().await;
 
     app.stop_workers().await;
@@ -144,15 +148,31 @@ async fn a_replay_after_the_record_expired_is_caught_by_the_age_limit() {
     app.settings.limits.max_age_secs = 600;
     app.start_worker();
     app.publish_signed(&body).await;
-    assert_held(
-        &event_for(&mut app, &id, "withdrawal.review_required").await,
-        "max_age_secs",
+    let again = event_for(&mut app, &id, "withdrawal.succeeded").await;
+    assert_eq!(
+        again["id"], first["id"],
+        "the same event, deduplicated by id"
     );
+    assert_eq!(again["data"]["paid_amount"], "30.00");
     assert_eq!(
         app.ledger().await,
         calls_before,
-        "the replay reached the channel"
+        "the replay was paid again"
     );
+
+    // Never seen by a channel: held.
+    let unseen = unique("wd-replay-unseen");
+    let body = with(
+        withdrawal(&unseen, vec![transfer_leg("1", "30.00", "zs@example.com")]),
+        "approved_at",
+        approved,
+    );
+    app.publish_signed(&body).await;
+    assert_held(
+        &event_for(&mut app, &unseen, "withdrawal.review_required").await,
+        "max_age_secs",
+    );
+    assert_eq!(app.ledger().await, calls_before, "nothing was sent");
     app.teardown().await;
 }
 

@@ -237,7 +237,9 @@ async fn consume(
                         let _ = delivery
                             .ack(lapin::options::BasicAckOptions::default())
                             .await;
-                        let decision = worker.process(&delivery.data, &delivery.properties).await;
+                        let decision = worker
+                            .process(&delivery.data, &delivery.properties, delivery.redelivered)
+                            .await;
                         worker.settle(&delivery, decision).await;
                         drop(permit);
                     }

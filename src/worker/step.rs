@@ -33,9 +33,15 @@ use tracing::Instrument;
 
 impl Worker {
     /// Processes one command and says what to do with its delivery. Never panics on
-    /// input; errors from Redis or the broker become a deferral.
-    pub async fn process(&self, body: &[u8], props: &BasicProperties) -> Decision {
-        match self.try_process(body, props).await {
+    /// input; errors from Redis or the broker become a deferral. `redelivered`: the
+    /// broker's flag (a delivery returned to the queue before).
+    pub async fn process(
+        &self,
+        body: &[u8],
+        props: &BasicProperties,
+        redelivered: bool,
+    ) -> Decision {
+        match self.try_process(body, props, redelivered).await {
             Ok(decision) => decision,
             Err(e) => {
                 if matches!(e, StepError::Store(_) | StepError::StateLost) {
@@ -55,6 +61,7 @@ impl Worker {
         &self,
         body: &[u8],
         props: &BasicProperties,
+        redelivered: bool,
     ) -> Result<Decision, StepError> {
         let key_id = headers::text(props, KEY_ID_HEADER);
         let signature = headers::text(props, SIGNATURE_HEADER);
@@ -82,7 +89,8 @@ impl Worker {
             Err(why) => return self.reject(&value, why).await,
         };
         tracing::Span::current().record("withdrawal_id", w.id.as_str());
-        self.pay_withdrawal(&w, body, props).await
+        self.pay_withdrawal(&w, body, props, redelivered || seen_before(props))
+            .await
     }
 
     /// Steps 3–7 for a parsed, authentic command.
@@ -91,9 +99,9 @@ impl Worker {
         w: &Withdrawal,
         body: &[u8],
         props: &BasicProperties,
+        seen_before: bool,
     ) -> Result<Decision, StepError> {
         let owner = LeaseOwner::new();
-        let seen_before = seen_before(props);
         // A first delivery checks the containment limits before the claim, so that a
         // withdrawal within them is claimed with its legs already recorded as `sending`
         // (one Redis round trip for both). A redelivery's record says how far it got,
@@ -555,8 +563,9 @@ impl Worker {
     }
 }
 
-/// Delivered before (a broker redelivery or one of our deferrals): the leg records may
-/// have been lost, so legs without one are queried before any send.
+/// Delivered before, by our own headers (a deferral, a lease wait) or the broker's
+/// (`x-delivery-count`; with the `redelivered` flag read by the caller): the leg records
+/// may have been lost, so legs without one are queried before any send.
 fn seen_before(props: &BasicProperties) -> bool {
     [
         headers::ATTEMPT,
