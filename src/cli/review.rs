@@ -14,6 +14,9 @@ pub enum ReviewAction {
     /// Withdrawals in review, with what is known of each leg.
     List,
     /// Record what the channel says happened to a leg (after checking it by hand).
+    /// Refused, with the reason, unless the withdrawal is in review and the leg needs a
+    /// person (`review`, `unknown` past its cap, or never sent), and unless the channel
+    /// agrees when asked with the leg's key; `paid` is refused for a leg never sent.
     Resolve {
         withdrawal: String,
         #[arg(long)]

@@ -194,14 +194,7 @@ impl Worker {
             // towards the broker's limit): tell a person before the broker dead-letters
             // it. The review keeps the record in Redis until it is resolved; the work
             // goes on, and a deferral's re-publish starts the count again.
-            let held: Vec<LegRecord> = w
-                .legs
-                .iter()
-                .map(|l| match record.legs.get(l.id.as_str()) {
-                    Some((_, r)) => r.clone(),
-                    None => LegRecord::held(l.channel, "not started", Utc::now()),
-                })
-                .collect();
+            let held = as_recorded(w, &record, "not started");
             let view: Vec<(&Leg, &LegRecord)> = w.legs.iter().zip(held.iter()).collect();
             let reason = format!(
                 "delivered {} times without being settled, near the work queue's delivery limit of {}; funds stay frozen",
@@ -242,11 +235,7 @@ impl Worker {
                     }
                 }
                 METRICS.limit_holds.with_label_values(&[breach.limit]).inc();
-                let held: Vec<LegRecord> = w
-                    .legs
-                    .iter()
-                    .map(|l| LegRecord::held(l.channel, &breach.reason(), Utc::now()))
-                    .collect();
+                let held = as_recorded(w, &record, &breach.reason());
                 let view: Vec<(&Leg, &LegRecord)> = w.legs.iter().zip(held.iter()).collect();
                 self.raise_review(
                     w,
@@ -441,11 +430,7 @@ impl Worker {
                 "past a containment limit, and whether a leg reached a channel is still unknown after {} checks ({why}); funds stay frozen",
                 deferrals + 1
             );
-            let held: Vec<LegRecord> = w
-                .legs
-                .iter()
-                .map(|l| LegRecord::held(l.channel, &reason, Utc::now()))
-                .collect();
+            let held = as_recorded(w, record, &reason);
             let view: Vec<(&Leg, &LegRecord)> = w.legs.iter().zip(held.iter()).collect();
             self.raise_review(
                 w,
@@ -574,6 +559,18 @@ fn seen_before(props: &BasicProperties) -> bool {
     ]
     .iter()
     .any(|h| headers::count(props, h) > 0)
+}
+
+/// Each leg as its record says, for a review event; a leg with no record is shown held
+/// (`review`, nothing sent) with `reason`.
+fn as_recorded(w: &Withdrawal, record: &WithdrawalRecord, reason: &str) -> Vec<LegRecord> {
+    w.legs
+        .iter()
+        .map(|l| match record.legs.get(l.id.as_str()) {
+            Some((_, r)) => r.clone(),
+            None => LegRecord::held(l.channel, reason, Utc::now()),
+        })
+        .collect()
 }
 
 /// Whether a withdrawal with no leg records has been seen by a channel.
