@@ -11,6 +11,9 @@
 //!   run): a withdrawal is never sent to review merely because storms and Redis
 //!   outages made it wait; review then only comes from answers no machine can resolve,
 //!   and a withdrawal stuck "unknown" shows up as unfinished, a violation;
+//! - `limits.max_age_secs` 3600: the `age_limit` design ages withdrawals past it
+//!   during the run; `retry.max_deferrals` is lowered to 6 when the run has the
+//!   `stuck_unknown` design, so that outcomes unknown for good reach review in time;
 //! - Redis lease 3 s: a SIGKILLed worker's lease does not hold others up for long;
 //! - shutdown grace 5 s: a SIGTERMed worker drains quickly and must exit 0;
 //! - metrics: each worker process gets a port of its own (`workers.rs`), scraped for
@@ -29,6 +32,14 @@ pub const MAX_DEFERRALS: u32 = 1000;
 pub const LEASE_MS: u64 = 3000;
 pub const SHUTDOWN_GRACE_MS: u64 = 5000;
 pub const PREFETCH: u16 = 32;
+/// `limits.max_age_secs` of the run's workers: the `age_limit` design approves
+/// withdrawals so that they age past it during the run (everything else is approved
+/// when the run starts, far from it).
+pub const MAX_AGE_SECS: u64 = 3600;
+/// `retry.max_deferrals` when the run has the `stuck_unknown` design: low enough that
+/// an outcome unknown for good reaches review within a run (an error storm may then
+/// send an ordinary withdrawal to review too, which is allowed: polling goes on).
+pub const STUCK_MAX_DEFERRALS: u32 = 6;
 
 /// The user in an AMQP URL (`guest` if none is given).
 pub fn amqp_user(url: &str) -> String {
@@ -73,6 +84,7 @@ pub fn run_settings(
     s.redis.key_prefix = run_id.to_owned();
     s.redis.lease_ms = LEASE_MS;
     s.retry.max_deferrals = MAX_DEFERRALS;
+    s.limits.max_age_secs = MAX_AGE_SECS;
     let c = &mut s.channels;
     c.alipay.gateway_url = format!("{sim_url}/gateway.do");
     c.wechat_pay.base_url = sim_url.to_owned();
@@ -120,6 +132,7 @@ pub fn worker_env(s: &Settings, log_level: &str) -> Vec<(String, String)> {
         ("REDIS__KEY_PREFIX", s.redis.key_prefix.clone()),
         ("REDIS__LEASE_MS", s.redis.lease_ms.to_string()),
         ("RETRY__MAX_DEFERRALS", s.retry.max_deferrals.to_string()),
+        ("LIMITS__MAX_AGE_SECS", s.limits.max_age_secs.to_string()),
         (
             "CHANNELS__ALIPAY__GATEWAY_URL",
             c.alipay.gateway_url.clone(),

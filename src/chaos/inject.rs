@@ -5,13 +5,18 @@
 //! planned and actual time, and what happened.
 
 use super::infra::{OwnRedis, OwnVhost};
-use super::invariants::LedgerLine;
+use super::invariants::{LedgerLine, OperatorVerdict};
+use super::observe;
 use super::options::FaultKind;
 use super::schedule::{PlannedFault, LOST_RATE_PERCENT, STORM_RATE_PERCENT};
 use super::workers::{self, Pool};
 use crate::shutdown::Shutdown;
 use crate::sim::faults::FaultControl;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -151,6 +156,45 @@ impl SimControl {
             .map_err(|e| e.to_string())
     }
 
+    /// `POST /sim/forget`: the channels forget every payout still pending.
+    pub async fn forget(&self) -> Result<usize, String> {
+        self.post_count("/sim/forget").await
+    }
+
+    /// `POST /sim/windows`: refund deadlines of top-ups, enforced by the channels.
+    pub async fn close_windows(
+        &self,
+        deadlines: &std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>,
+    ) -> Result<usize, String> {
+        let url = self.url.replace("/sim/faults", "/sim/windows");
+        self.http
+            .post(url)
+            .json(deadlines)
+            .send()
+            .await
+            .map_err(|e| format!("POST /sim/windows: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("POST /sim/windows: {e}"))
+    }
+
+    /// `POST /sim/settle`: every pending payout settles now.
+    pub async fn settle_all(&self) -> Result<usize, String> {
+        self.post_count("/sim/settle").await
+    }
+
+    async fn post_count(&self, path: &str) -> Result<usize, String> {
+        let url = self.url.replace("/sim/faults", path);
+        self.http
+            .post(url)
+            .send()
+            .await
+            .map_err(|e| format!("POST {path}: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("POST {path}: {e}"))
+    }
+
     /// Calls seen and faults injected so far.
     pub async fn status(&self) -> Option<crate::sim::faults::FaultStatus> {
         self.http
@@ -169,6 +213,158 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
+/// Resolves one operator fault runs: on random withdrawals and legs...
+const OPERATOR_RANDOM: usize = 4;
+/// ...and on withdrawals seen in review.
+const OPERATOR_REVIEWS: usize = 2;
+/// How long one `review resolve` may take.
+const OPERATOR_PATIENCE: Duration = Duration::from_secs(20);
+
+/// The operator: runs the real `payout-worker review resolve` with the run's
+/// environment (as the workers get it) and keeps every verdict it accepted.
+pub struct Operator {
+    pub exe: PathBuf,
+    pub config: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    /// Every authentic withdrawal and its leg ids.
+    pub plan: Vec<(String, Vec<String>)>,
+    pub observed: observe::Shared,
+    /// One line per resolve tried, with what it answered.
+    pub log: PathBuf,
+    pub rng: Mutex<ChaCha8Rng>,
+    pub accepted: Mutex<Vec<OperatorVerdict>>,
+}
+
+impl Operator {
+    pub fn new(
+        seed: u64,
+        exe: PathBuf,
+        config: Option<PathBuf>,
+        env: Vec<(String, String)>,
+        plan: Vec<(String, Vec<String>)>,
+        observed: observe::Shared,
+        log: PathBuf,
+    ) -> Self {
+        Self {
+            exe,
+            config,
+            env,
+            plan,
+            observed,
+            log,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x6f70_6572_6174_6f72)),
+            accepted: Mutex::default(),
+        }
+    }
+
+    /// What to try this time: (withdrawal, leg, outcome). Random withdrawals, legs
+    /// (now and then one that does not exist) and verdicts, plus withdrawals in review.
+    async fn picks(&self) -> Vec<(String, String, &'static str)> {
+        let mut reviewed: Vec<String> = observe::lock(&self.observed)
+            .reviewed
+            .iter()
+            .cloned()
+            .collect();
+        reviewed.sort();
+        let mut rng = self.rng.lock().await;
+        let mut picks = Vec::new();
+        let outcome = |rng: &mut ChaCha8Rng| {
+            if rng.random_bool(0.5) {
+                "paid"
+            } else {
+                "failed"
+            }
+        };
+        for _ in 0..OPERATOR_RANDOM {
+            if self.plan.is_empty() {
+                break;
+            }
+            let (id, legs) = &self.plan[rng.random_range(0..self.plan.len())];
+            let leg = if rng.random_bool(0.1) {
+                "9".to_owned()
+            } else {
+                legs[rng.random_range(0..legs.len())].clone()
+            };
+            picks.push((id.clone(), leg, outcome(&mut rng)));
+        }
+        for _ in 0..OPERATOR_REVIEWS {
+            if reviewed.is_empty() {
+                break;
+            }
+            let id = reviewed[rng.random_range(0..reviewed.len())].clone();
+            let Some((_, legs)) = self.plan.iter().find(|(w, _)| *w == id) else {
+                continue;
+            };
+            let leg = legs[rng.random_range(0..legs.len())].clone();
+            picks.push((id, leg, outcome(&mut rng)));
+        }
+        picks
+    }
+
+    /// One round of resolves; says how many were accepted.
+    async fn round(&self, at: f64) -> Result<String, String> {
+        let picks = self.picks().await;
+        let mut accepted = 0;
+        for (id, leg, outcome) in &picks {
+            let mut cmd = tokio::process::Command::new(&self.exe);
+            if let Some(config) = &self.config {
+                cmd.arg("--config").arg(config);
+            }
+            cmd.args(["review", "resolve", id, "--leg", leg, "--outcome", outcome])
+                .args(["--reason", "chaos operator"])
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env_remove("RUST_LOG")
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let said = match tokio::time::timeout(OPERATOR_PATIENCE, cmd.output()).await {
+                Err(_) => "timed out (killed)".to_owned(),
+                Ok(Err(e)) => format!("could not run: {e}"),
+                Ok(Ok(out)) => {
+                    if out.status.success() {
+                        accepted += 1;
+                        self.accepted.lock().await.push(OperatorVerdict {
+                            withdrawal: id.clone(),
+                            leg: leg.clone(),
+                            outcome: (*outcome).to_owned(),
+                        });
+                    }
+                    let text = String::from_utf8_lossy(if out.status.success() {
+                        &out.stdout
+                    } else {
+                        &out.stderr
+                    })
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .to_owned();
+                    format!(
+                        "{} {text}",
+                        if out.status.success() {
+                            "ACCEPTED"
+                        } else {
+                            "refused"
+                        }
+                    )
+                }
+            };
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+            {
+                let _ = writeln!(
+                    f,
+                    "{at:.1}s resolve {id} --leg {leg} --outcome {outcome}: {said}"
+                );
+            }
+        }
+        Ok(format!(
+            "{} review resolve(s), {accepted} accepted",
+            picks.len()
+        ))
+    }
+}
+
 /// What the injector works on.
 pub struct Ctx {
     pub pool: Arc<Mutex<Pool>>,
@@ -180,6 +376,8 @@ pub struct Ctx {
     pub term_patience: Duration,
     pub records: Mutex<Vec<FaultRecord>>,
     pub term_exits: Mutex<Vec<TermExit>>,
+    /// The operator process (fault kind `operator`).
+    pub operator: Option<Arc<Operator>>,
 }
 
 impl Ctx {
@@ -275,6 +473,18 @@ async fn inject(ctx: &Ctx, f: &PlannedFault) -> FaultRecord {
                     f.hold.as_millis()
                 )
             })
+        }
+        FaultKind::ForgetKeys => ctx
+            .sim
+            .forget()
+            .await
+            .map(|n| format!("the channels forgot {n} pending payout(s)")),
+        FaultKind::Operator => match &ctx.operator {
+            Some(op) => op.round(at).await,
+            None => Err("no operator configured".into()),
+        },
+        FaultKind::WindowClosing | FaultKind::AgeLimit | FaultKind::StuckUnknown => {
+            Err("a mix design, not a fault".into())
         }
         FaultKind::Latency | FaultKind::Errors | FaultKind::LostAnswers => {
             match ctx.sim.change(|a| a.apply(f.kind, f.level, true)).await {

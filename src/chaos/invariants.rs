@@ -24,7 +24,7 @@ mod inputs;
 
 pub use inputs::{
     BadInput, BadKind, DeadLetter, Event, Expect, ExpectedLeg, ExpectedWithdrawal, Inputs,
-    LedgerLine,
+    LedgerLine, OperatorVerdict,
 };
 
 // ---- verdicts ----------------------------------------------------------------------
@@ -146,8 +146,208 @@ pub fn check_all(inputs: &Inputs<'_>) -> Vec<Verdict> {
         ledger_matches_events(inputs.authentic, inputs.events, inputs.ledger),
         dead_letters_exactly_once(inputs.bad, inputs.dead),
         bad_inputs_move_nothing(inputs.bad, inputs.events, inputs.ledger),
-        outcomes_as_designed(inputs.authentic, inputs.events),
+        outcomes_as_designed(inputs.authentic, inputs.events, inputs.verdicts),
+        operator_verdicts_match_ledger(inputs.verdicts, inputs.ledger),
+        one_channel_per_key(inputs.ledger),
+        failed_releases_only_unmoved(inputs.authentic, inputs.events, inputs.ledger),
+        limit_reviews_only_unsent(inputs.authentic, inputs.events, inputs.ledger),
+        unknown_outcomes_reach_review(inputs.authentic, inputs.events, inputs.verdicts),
     ]
+}
+
+/// An operator's accepted verdict never contradicts the ledger: `paid` ⇒ the leg's key
+/// moved; `failed` ⇒ it did not (read after every pending payout settled).
+pub fn operator_verdicts_match_ledger(
+    verdicts: &[OperatorVerdict],
+    ledger: &[LedgerLine],
+) -> Verdict {
+    let moves = moves_by_key(ledger);
+    let mut violations = Vec::new();
+    for v in verdicts {
+        let Some(key) = leg_key(&v.withdrawal, &v.leg) else {
+            violations.push(format!(
+                "{} leg {:?}: accepted a verdict on a leg id that is not valid",
+                v.withdrawal, v.leg
+            ));
+            continue;
+        };
+        let m = moves.get(key.as_str()).copied().unwrap_or(0);
+        match v.outcome.as_str() {
+            "paid" if m == 0 => violations.push(format!(
+                "{} leg {}: operator verdict paid accepted, but key {key} never moved",
+                v.withdrawal, v.leg
+            )),
+            "failed" if m > 0 => violations.push(format!(
+                "{} leg {}: operator verdict failed accepted (funds released), but key {key} moved {m} time(s)",
+                v.withdrawal, v.leg
+            )),
+            "paid" | "failed" => {}
+            other => violations.push(format!(
+                "{} leg {}: accepted verdict {other:?} is neither paid nor failed",
+                v.withdrawal, v.leg
+            )),
+        }
+    }
+    Verdict::new(
+        "operator_verdicts_match_ledger",
+        "an accepted `review resolve` never contradicts the ledger: paid => the leg's key moved, failed => it did not",
+        verdicts.len(),
+        violations,
+    )
+}
+
+/// No leg's key moved money through two channels (a re-plan that changed the route).
+pub fn one_channel_per_key(ledger: &[LedgerLine]) -> Verdict {
+    let mut channels: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for l in ledger.iter().filter(|l| l.moves > 0) {
+        channels
+            .entry(l.key.as_str())
+            .or_default()
+            .insert(l.channel.as_str());
+    }
+    let violations = channels
+        .iter()
+        .filter(|(_, c)| c.len() > 1)
+        .map(|(k, c)| format!("key {k} moved money through {c:?}"))
+        .collect();
+    Verdict::new(
+        "one_channel_per_key",
+        "no leg's idempotency key moved money through more than one channel",
+        channels.len(),
+        violations,
+    )
+}
+
+/// A `withdrawal.failed` never releases money the ledger shows as moved: judged by the
+/// ledger alone (whatever the worker's state said, across Redis wipes), the unfrozen
+/// amount plus everything that moved under the withdrawal's keys is at most its amount.
+pub fn failed_releases_only_unmoved(
+    authentic: &[ExpectedWithdrawal],
+    events: &[Event],
+    ledger: &[LedgerLine],
+) -> Verdict {
+    let planned: HashMap<&str, &ExpectedWithdrawal> =
+        authentic.iter().map(|w| (w.id.as_str(), w)).collect();
+    let mut moved_by_key: HashMap<&str, Decimal> = HashMap::new();
+    for l in ledger {
+        *moved_by_key.entry(l.key.as_str()).or_default() += l.moved().unwrap_or_default();
+    }
+    let mut violations = Vec::new();
+    let mut seen = BTreeSet::new();
+    for e in events.iter().filter(|e| e.kind == FAILED) {
+        let Some(w) = planned.get(e.subject.as_str()) else {
+            continue;
+        };
+        if !seen.insert(e.id.as_str()) {
+            continue;
+        }
+        let moved: Decimal = w
+            .legs
+            .iter()
+            .map(|l| {
+                moved_by_key
+                    .get(l.key.as_str())
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .sum();
+        let released = e.money("unfreeze_amount").unwrap_or_default();
+        if released + moved > w.amount {
+            violations.push(format!(
+                "{}: {} releases {released} but the ledger moved {moved} of its {}",
+                w.id, e.id, w.amount
+            ));
+        }
+    }
+    Verdict::new(
+        "failed_releases_only_unmoved",
+        "a withdrawal.failed never releases money the ledger shows as moved (unfreeze_amount + moved <= amount)",
+        seen.len(),
+        violations,
+    )
+}
+
+/// A `limit` review is raised only for a withdrawal no channel has seen: once a leg was
+/// sent, a limit can no longer stop anything, and the review would show a leg that is
+/// settling as not started.
+pub fn limit_reviews_only_unsent(
+    authentic: &[ExpectedWithdrawal],
+    events: &[Event],
+    ledger: &[LedgerLine],
+) -> Verdict {
+    let planned: HashMap<&str, &ExpectedWithdrawal> =
+        authentic.iter().map(|w| (w.id.as_str(), w)).collect();
+    let seen_keys: BTreeSet<&str> = ledger.iter().map(|l| l.key.as_str()).collect();
+    let mut violations = Vec::new();
+    let mut checked = BTreeSet::new();
+    for e in events.iter().filter(|e| {
+        e.kind == REVIEW && e.data.get("review_kind").and_then(Value::as_str) == Some("limit")
+    }) {
+        let Some(w) = planned.get(e.subject.as_str()) else {
+            continue;
+        };
+        if !checked.insert(w.id.as_str()) {
+            continue;
+        }
+        let sent: Vec<&str> = w
+            .legs
+            .iter()
+            .filter(|l| seen_keys.contains(l.key.as_str()))
+            .map(|l| l.leg_id.as_str())
+            .collect();
+        if !sent.is_empty() {
+            violations.push(format!(
+                "{}: limit review ({}) although the channels had seen leg(s) {sent:?}",
+                w.id,
+                e.data.get("reason").and_then(Value::as_str).unwrap_or("?")
+            ));
+        }
+    }
+    Verdict::new(
+        "limit_reviews_only_unsent",
+        "a `limit` review never names a withdrawal whose keys a channel has seen",
+        checked.len(),
+        violations,
+    )
+}
+
+/// A leg whose outcome no machine can resolve ends in review (funds frozen), never in a
+/// terminal event (unless an operator's accepted verdict settled it).
+pub fn unknown_outcomes_reach_review(
+    authentic: &[ExpectedWithdrawal],
+    events: &[Event],
+    verdicts: &[OperatorVerdict],
+) -> Verdict {
+    let grouped = by_subject(events);
+    let resolved: BTreeSet<&str> = verdicts.iter().map(|v| v.withdrawal.as_str()).collect();
+    let mut violations = Vec::new();
+    let mut checked = 0;
+    for w in authentic
+        .iter()
+        .filter(|w| w.legs.iter().any(|l| l.expect == Expect::Unresolved))
+    {
+        checked += 1;
+        let evs = grouped.get(w.id.as_str()).map_or(&[][..], Vec::as_slice);
+        if let Some(t) = evs.iter().find(|e| e.is_terminal()) {
+            if !resolved.contains(w.id.as_str()) {
+                violations.push(format!(
+                    "{}: outcome unknown for good, yet {} was published",
+                    w.id, t.kind
+                ));
+            }
+        } else if !evs.iter().any(|e| e.kind == REVIEW) {
+            violations.push(format!(
+                "{}: outcome unknown for good and never sent to review (attempt count never reached retry.max_deferrals)",
+                w.id
+            ));
+        }
+    }
+    Verdict::new(
+        "unknown_outcomes_reach_review",
+        "a leg whose outcome stays unknown for good ends in review_required, not in a terminal event",
+        checked,
+        violations,
+    )
 }
 
 /// No idempotency key paid more than once.
@@ -464,21 +664,35 @@ pub fn bad_inputs_move_nothing(
 /// through the designed channel and route, refused legs failed (with the rule's code
 /// when the routing rules refused them). Catches funds released on an unknown outcome
 /// (a storm's 502 reported as a failure) and money routed the wrong way.
-pub fn outcomes_as_designed(authentic: &[ExpectedWithdrawal], events: &[Event]) -> Verdict {
+pub fn outcomes_as_designed(
+    authentic: &[ExpectedWithdrawal],
+    events: &[Event],
+    verdicts: &[OperatorVerdict],
+) -> Verdict {
     let terminal = first_terminal(events);
+    // An operator's accepted verdict decides instead of the design (whether it was
+    // right is operator_verdicts_match_ledger's question).
+    let resolved: BTreeSet<&str> = verdicts.iter().map(|v| v.withdrawal.as_str()).collect();
     let mut violations = Vec::new();
     let mut checked = 0;
     for w in authentic {
         let Some(e) = terminal.get(w.id.as_str()) else {
             continue;
         };
+        if resolved.contains(w.id.as_str()) {
+            continue;
+        }
         checked += 1;
         let all_paid = w
             .legs
             .iter()
             .all(|l| matches!(l.expect, Expect::Paid { .. }));
+        let flexible = w
+            .legs
+            .iter()
+            .any(|l| matches!(l.expect, Expect::WindowClosing { .. }));
         let want_kind = if all_paid { SUCCEEDED } else { FAILED };
-        if e.kind != want_kind {
+        if !flexible && e.kind != want_kind {
             violations.push(format!("{}: {} but designed {want_kind}", w.id, e.kind));
         }
         for leg in &w.legs {
@@ -503,6 +717,19 @@ pub fn outcomes_as_designed(authentic: &[ExpectedWithdrawal], events: &[Event]) 
                 Expect::Refused { code } => {
                     field("status") == "failed" && code.is_none_or(|c| field("failure_code") == c)
                 }
+                Expect::WindowClosing { channel, fallback } => match field("status") {
+                    "succeeded" => {
+                        (field("channel") == *channel && field("route") == "original")
+                            || (*fallback
+                                && field("channel") == "bank"
+                                && field("route") == "fallback")
+                    }
+                    // Refused by the channel past its window, or by the rules.
+                    "failed" => true,
+                    _ => false,
+                },
+                // unknown_outcomes_reach_review says what is wrong with it.
+                Expect::Unresolved => true,
             };
             if !ok {
                 violations.push(format!(

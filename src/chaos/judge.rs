@@ -35,6 +35,8 @@ pub struct Collected<'a> {
     pub unexpected_exits: Vec<String>,
     pub notes: Vec<String>,
     pub logs: &'a Path,
+    /// Verdicts the operator process had accepted.
+    pub verdicts: Vec<invariants::OperatorVerdict>,
 }
 
 pub fn judge(c: Collected<'_>) -> Report {
@@ -45,6 +47,7 @@ pub fn judge(c: Collected<'_>) -> Report {
         events: &events,
         dead: &c.observed.dead,
         ledger: &c.ledger,
+        verdicts: &c.verdicts,
     });
     let exits: Vec<(usize, f64, Option<i32>)> = c
         .term_exits
@@ -226,6 +229,7 @@ mod tests {
             unexpected_exits: Vec::new(),
             notes: Vec::new(),
             logs: &dir,
+            verdicts: Vec::new(),
         });
         assert_eq!(report.verdict, "FAIL");
         let failing: Vec<&str> = report

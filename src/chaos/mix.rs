@@ -11,8 +11,10 @@
 //! dates are chosen far from every boundary.
 
 use super::invariants::{BadInput, BadKind, Expect, ExpectedLeg, ExpectedWithdrawal};
-use crate::domain::{IdempotencyKey, LegId, WithdrawalId};
-use chrono::{DateTime, Duration as Days, Utc};
+use crate::domain::{ChannelKind, IdempotencyKey, LegId, WithdrawalId};
+use crate::routing::Rules;
+use crate::sim::bank::payments::{SLOW_SUFFIX, STUCK_SUFFIX};
+use chrono::{DateTime, Duration as Days, Months, Utc};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +58,9 @@ pub struct Mix {
     pub bad: Vec<BadInput>,
     /// How many of each design (for the report).
     pub designs: BTreeMap<&'static str, usize>,
+    /// The `window_closing` top-ups' refund deadlines by channel transaction id: the
+    /// simulator refuses their refunds from then on, as the providers do.
+    pub windows: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// The channel and route of one leg.
@@ -119,6 +124,11 @@ enum Twist {
     ExpiredNoFallback,
     /// A payee who is not the verified owner: `payee_name_mismatch`, no channel call.
     NameMismatch,
+    /// A bank account ending in `0002`: accepted, settles only after the simulator's
+    /// slow settlement (paid in the end).
+    Slow,
+    /// A bank account ending in `0003`: the gateway is unavailable for it for good.
+    Stuck,
 }
 
 /// A withdrawal design and its weight in the mix.
@@ -137,6 +147,42 @@ const DESIGNS: [(&str, u32); 12] = [
     ("name_mismatch", 3),
 ];
 
+/// Designs that only some runs get (their fault kinds turn them on), and their weights.
+const EXTRA_DESIGNS: [(&str, u32); 4] = [
+    ("window_closing", 10),
+    ("age_limit", 8),
+    ("slow_bank", 6),
+    ("stuck_unknown", 2),
+];
+
+/// Which of the [`EXTRA_DESIGNS`] a run gets, and the settings they are shaped by.
+#[derive(Debug, Clone)]
+pub struct Extras {
+    /// Names from [`EXTRA_DESIGNS`].
+    pub designs: Vec<&'static str>,
+    /// The workers' refund windows: a `window_closing` top-up's `paid_at` is chosen so
+    /// that its deadline falls a few seconds after it is published.
+    pub rules: Rules,
+    /// The workers' `limits.max_age_secs`: an `age_limit` withdrawal's `approved_at` is
+    /// chosen so that it ages past it a few seconds after it is published.
+    pub max_age_secs: u64,
+}
+
+impl Extras {
+    #[cfg(test)]
+    pub fn none() -> Self {
+        Self {
+            designs: Vec::new(),
+            rules: Rules::from_settings(&crate::config::Settings::defaults().rules),
+            max_age_secs: 86_400,
+        }
+    }
+}
+
+/// Copies of a `stuck_unknown` command published after the first (so that copies wait
+/// on each other's lease), and their lags.
+const STUCK_COPY_LAGS_MS: [u64; 2] = [300, 800];
+
 /// Share of authentic withdrawals published a second time.
 const DUPLICATE_SHARE: f64 = 0.10;
 /// A duplicate follows its original by up to this much (0: at once, racing it).
@@ -145,15 +191,37 @@ const DUPLICATE_LAG_MS: u64 = 8000;
 struct Builder {
     rng: ChaCha8Rng,
     now: DateTime<Utc>,
+    extras: Extras,
+    /// The `approved_at` of the command being built, when not `now`.
+    approved_at: Option<DateTime<Utc>>,
+    windows: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// Builds the mix: `count` distinct commands (bad inputs included), spread evenly over
 /// `window` in a seeded order, duplicates on top.
+#[cfg(test)]
 pub fn build(seed: u64, count: usize, window: Duration, now: DateTime<Utc>) -> Mix {
+    build_with(seed, count, window, now, Extras::none())
+}
+
+/// [`build`] with the extra designs of `extras`. Those are published at a seeded
+/// offset of their own (their times are part of their design: a deadline or an age
+/// limit a few seconds after publishing), within the first 80% of `window`.
+pub fn build_with(
+    seed: u64,
+    count: usize,
+    window: Duration,
+    now: DateTime<Utc>,
+    extras: Extras,
+) -> Mix {
     let mut b = Builder {
         rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6d69_785f_6d69_7821),
         now,
+        extras,
+        approved_at: None,
+        windows: BTreeMap::new(),
     };
+    let mut pinned: Vec<Outgoing> = Vec::new();
     let bad_count = (count / 20).max(BadKind::ALL.len()).min(count / 2);
     let authentic_count = count - bad_count;
     let mut designs: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -164,6 +232,33 @@ pub fn build(seed: u64, count: usize, window: Duration, now: DateTime<Utc>) -> M
         let id = format!("c{seed}-w{i:06}");
         let design = b.pick_design();
         *designs.entry(design).or_default() += 1;
+        if EXTRA_DESIGNS.iter().any(|(d, _)| *d == design) {
+            let at = window.mul_f64(b.rng.random_range(0.0..0.8));
+            let (body, expected) = b.extra(&id, design, at);
+            let copies: &[u64] = if design == "stuck_unknown" {
+                &STUCK_COPY_LAGS_MS
+            } else {
+                &[]
+            };
+            for lag in copies {
+                pinned.push(Outgoing {
+                    at: at + Duration::from_millis(*lag),
+                    withdrawal_id: id.clone(),
+                    body: body.clone(),
+                    signing: Signing::Signed,
+                    duplicate: true,
+                });
+            }
+            pinned.push(Outgoing {
+                at,
+                withdrawal_id: id,
+                body,
+                signing: Signing::Signed,
+                duplicate: false,
+            });
+            authentic.push(expected);
+            continue;
+        }
         let (body, expected) = b.authentic(&id, design);
         originals.push((id, body, Signing::Signed, true));
         authentic.push(expected);
@@ -186,7 +281,8 @@ pub fn build(seed: u64, count: usize, window: Duration, now: DateTime<Utc>) -> M
     }
     originals.shuffle(&mut b.rng);
     let step = window.as_secs_f64() / originals.len().max(1) as f64;
-    let mut messages = Vec::with_capacity(originals.len() * 11 / 10);
+    let mut messages = Vec::with_capacity(originals.len() * 11 / 10 + pinned.len());
+    messages.append(&mut pinned);
     for (i, (id, body, signing, is_authentic)) in originals.into_iter().enumerate() {
         let at = Duration::from_secs_f64(step * i as f64);
         if is_authentic && b.rng.random_bool(DUPLICATE_SHARE) {
@@ -215,6 +311,7 @@ pub fn build(seed: u64, count: usize, window: Duration, now: DateTime<Utc>) -> M
         authentic,
         bad,
         designs,
+        windows: b.windows,
     }
 }
 
@@ -233,9 +330,14 @@ fn yuan(d: Decimal) -> String {
 
 impl Builder {
     fn pick_design(&mut self) -> &'static str {
-        let total: u32 = DESIGNS.iter().map(|(_, w)| w).sum();
+        let extras: Vec<(&'static str, u32)> = EXTRA_DESIGNS
+            .into_iter()
+            .filter(|(d, _)| self.extras.designs.contains(d))
+            .collect();
+        let all: Vec<(&'static str, u32)> = DESIGNS.into_iter().chain(extras).collect();
+        let total: u32 = all.iter().map(|(_, w)| w).sum();
         let mut roll = self.rng.random_range(0..total);
-        for (name, weight) in DESIGNS {
+        for (name, weight) in all {
             if roll < weight {
                 return name;
             }
@@ -357,6 +459,132 @@ impl Builder {
         )
     }
 
+    /// One of the [`EXTRA_DESIGNS`], published at `at`:
+    /// - `window_closing`: an Alipay, WeChat Pay or UnionPay refund whose original-route
+    ///   window closes 3–10 s after publishing (half of them with a fallback card), and
+    ///   a slow bank leg that keeps the withdrawal in flight past the deadline, so a
+    ///   Redis wipe in between makes the worker plan the refund again;
+    /// - `age_limit`: approved so that it ages past `max_age_secs` 3–8 s after
+    ///   publishing, with a slow bank leg (and sometimes an Alipay transfer): a Redis
+    ///   wipe while the bank settles must not turn it into a limit review;
+    /// - `slow_bank`: one slow bank leg (in flight for the operator and for
+    ///   `forget_keys`);
+    /// - `stuck_unknown`: one bank leg the gateway never answers; three copies.
+    fn extra(
+        &mut self,
+        id: &str,
+        design: &'static str,
+        at: Duration,
+    ) -> (Vec<u8>, ExpectedWithdrawal) {
+        let publish = self.now + Days::milliseconds(at.as_millis() as i64);
+        let mut legs: Vec<(Value, Decimal, Expect)> = Vec::new();
+        fn add(
+            b: &mut Builder,
+            legs: &mut Vec<(Value, Decimal, Expect)>,
+            id: &str,
+            kind: LegKind,
+            twist: Twist,
+        ) {
+            let leg_id = (legs.len() + 1).to_string();
+            let amount = b.amount();
+            let (value, expect) = b.leg(id, &leg_id, kind, twist, amount);
+            legs.push((value, amount, expect));
+        }
+        match design {
+            "window_closing" => {
+                const KINDS: [(LegKind, ChannelKind); 3] = [
+                    (LegKind::AlipayRefund, ChannelKind::Alipay),
+                    (LegKind::WechatRefund, ChannelKind::WechatPay),
+                    (LegKind::UnionpayRefund, ChannelKind::Unionpay),
+                ];
+                let (kind, channel) = KINDS[self.rng.random_range(0..KINDS.len())];
+                let fallback = self.rng.random_bool(0.5);
+                let deadline = publish + Days::milliseconds(self.rng.random_range(3000..=10_000));
+                let paid_at = self.paid_at_for(channel, deadline);
+                add(self, &mut legs, id, kind, Twist::None);
+                let first = &mut legs[0];
+                first.0["source"]["paid_at"] = json!(paid_at.to_rfc3339());
+                if let (Some(txn), Some(closes)) = (
+                    first.0["source"]["channel_txn_id"].as_str(),
+                    self.extras.rules.deadline(channel, None, paid_at),
+                ) {
+                    self.windows.insert(txn.to_owned(), closes);
+                }
+                if fallback {
+                    let fallback_tail = self.tail();
+                    first.0["fallback_payee"] = json!({"kind": "bank_card", "name": OWNER,
+                        "account_no": self.card(&fallback_tail), "bank_name": "ICBC",
+                        "branch": "Hangzhou Xihu Sub-branch"});
+                }
+                first.2 = Expect::WindowClosing {
+                    channel: kind.channel(),
+                    fallback,
+                };
+                add(self, &mut legs, id, LegKind::BankCard, Twist::Slow);
+            }
+            "age_limit" => {
+                let ages_at = publish + Days::milliseconds(self.rng.random_range(3000..=8000));
+                self.approved_at = Some(ages_at - Days::seconds(self.extras.max_age_secs as i64));
+                add(self, &mut legs, id, LegKind::BankCard, Twist::Slow);
+                if self.rng.random_bool(0.5) {
+                    add(self, &mut legs, id, LegKind::AlipayTransfer, Twist::None);
+                }
+            }
+            "slow_bank" => add(self, &mut legs, id, LegKind::BankCard, Twist::Slow),
+            "stuck_unknown" => add(self, &mut legs, id, LegKind::BankCard, Twist::Stuck),
+            other => unreachable!("{other} is not an extra design"),
+        }
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for (n, (value, amount, expect)) in legs.into_iter().enumerate() {
+            let leg_id = (n + 1).to_string();
+            wire.push(value);
+            expected.push(ExpectedLeg {
+                key: key(id, &leg_id),
+                leg_id,
+                amount,
+                expect,
+            });
+        }
+        let total: Decimal = expected.iter().map(|l| l.amount).sum();
+        let body = self.command(id, yuan(total), json!(wire), 1);
+        self.approved_at = None;
+        (
+            body,
+            ExpectedWithdrawal {
+                id: id.to_owned(),
+                amount: total,
+                legs: expected,
+            },
+        )
+    }
+
+    /// A `paid_at` whose original-route deadline under the run's rules is `deadline`
+    /// (calendar months: checked against the rules themselves).
+    fn paid_at_for(&self, channel: ChannelKind, deadline: DateTime<Utc>) -> DateTime<Utc> {
+        // The rules' window in months, found by asking them.
+        for months in 1..=24u32 {
+            let Some(paid_at) = deadline.checked_sub_months(Months::new(months)) else {
+                break;
+            };
+            if self.extras.rules.deadline(channel, None, paid_at) == Some(deadline) {
+                return paid_at;
+            }
+        }
+        // Month-end clamping made no exact month fit: take the closest earlier day.
+        (1..=3)
+            .filter_map(|extra| {
+                (1..=24u32).find_map(|months| {
+                    let paid_at =
+                        deadline.checked_sub_months(Months::new(months))? + Days::days(extra);
+                    (self.extras.rules.deadline(channel, None, paid_at) == Some(deadline))
+                        .then_some(paid_at)
+                })
+            })
+            .next()
+            .unwrap_or(deadline - Days::days(300))
+    }
+
     fn command(
         &mut self,
         id: &str,
@@ -365,11 +593,12 @@ impl Builder {
         version: u64,
     ) -> Vec<u8> {
         let account = self.rng.random_range(1..=500);
+        let approved_at = self.approved_at.unwrap_or(self.now);
         json!({
             "type": "withdrawal.approved", "version": version, "withdrawal_id": id,
             "account_id": format!("acct-{account}"), "verified_name": OWNER,
             "currency": "CNY", "amount": amount.into(),
-            "approved_at": self.now.to_rfc3339(), "legs": legs,
+            "approved_at": approved_at.to_rfc3339(), "legs": legs,
         })
         .to_string()
         .into_bytes()
@@ -386,6 +615,8 @@ impl Builder {
         let tail = match twist {
             Twist::Refused0000 => "0000".to_owned(),
             Twist::Refused0001 => "0001".to_owned(),
+            Twist::Slow => SLOW_SUFFIX.to_owned(),
+            Twist::Stuck => STUCK_SUFFIX.to_owned(),
             _ => self.tail(),
         };
         let expired = matches!(twist, Twist::ExpiredFallback | Twist::ExpiredNoFallback);
@@ -477,7 +708,7 @@ impl Builder {
             "designated"
         };
         let expect = match twist {
-            Twist::None => Expect::Paid {
+            Twist::None | Twist::Slow => Expect::Paid {
                 channel: kind.channel(),
                 route,
             },
@@ -492,6 +723,7 @@ impl Builder {
             Twist::NameMismatch => Expect::Refused {
                 code: Some("payee_name_mismatch"),
             },
+            Twist::Stuck => Expect::Unresolved,
         };
         (leg, expect)
     }

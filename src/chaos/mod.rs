@@ -162,7 +162,10 @@ impl Parts {
                 .local_addr()
                 .map_err(|e| format!("simulator: {e}"))?
         );
-        let rs = env::run_settings(base, &self.run_id, &self.vhost.name, &redis_url, &sim_url);
+        let mut rs = env::run_settings(base, &self.run_id, &self.vhost.name, &redis_url, &sim_url);
+        if kinds.contains(&options::FaultKind::StuckUnknown) {
+            rs.retry.max_deferrals = env::STUCK_MAX_DEFERRALS;
+        }
 
         // The simulator, calm to begin with.
         let mut sim_settings = base.sim.clone();
@@ -196,10 +199,11 @@ impl Parts {
 
         // The workers.
         let exe = std::env::current_exe().map_err(|e| format!("current executable: {e}"))?;
+        let run_env = env::worker_env(&rs, &args.worker_log_level);
         let launch = workers::Launch {
-            exe,
-            config,
-            env: env::worker_env(&rs, &args.worker_log_level),
+            exe: exe.clone(),
+            config: config.clone(),
+            env: run_env.clone(),
             base_name: self.run_id.clone(),
             logs: self.logs.clone(),
         };
@@ -240,12 +244,34 @@ impl Parts {
         // The plan.
         let duration = Duration::from_secs(args.duration);
         let grace = (duration / 4).max(Duration::from_secs(30));
-        let mix = mix::build(
+        use options::FaultKind as K;
+        let mut designs = Vec::new();
+        for (kind, design) in [
+            (K::WindowClosing, "window_closing"),
+            (K::AgeLimit, "age_limit"),
+            (K::StuckUnknown, "stuck_unknown"),
+        ] {
+            if kinds.contains(&kind) {
+                designs.push(design);
+            }
+        }
+        if kinds.contains(&K::Operator) || kinds.contains(&K::ForgetKeys) {
+            designs.push("slow_bank");
+        }
+        let mix = mix::build_with(
             args.seed,
             args.withdrawals,
             duration / 2,
             chrono::Utc::now(),
+            mix::Extras {
+                designs,
+                rules: crate::routing::Rules::from_settings(&rs.rules),
+                max_age_secs: rs.limits.max_age_secs,
+            },
         );
+        sim.close_windows(&mix.windows)
+            .await
+            .map_err(|e| format!("simulator: {e}"))?;
         let fault_plan = schedule::plan(
             args.seed,
             kinds,
@@ -280,6 +306,25 @@ impl Parts {
             term_patience: Duration::from_millis(env::SHUTDOWN_GRACE_MS) + Duration::from_secs(10),
             records: Mutex::default(),
             term_exits: Mutex::default(),
+            operator: kinds.contains(&K::Operator).then(|| {
+                Arc::new(inject::Operator::new(
+                    args.seed,
+                    exe,
+                    config.clone(),
+                    run_env,
+                    mix.authentic
+                        .iter()
+                        .map(|w| {
+                            (
+                                w.id.clone(),
+                                w.legs.iter().map(|l| l.leg_id.clone()).collect(),
+                            )
+                        })
+                        .collect(),
+                    observed.clone(),
+                    self.logs.join("operator.log"),
+                ))
+            }),
         });
         let planned_faults = fault_plan.len();
         let injecting = tokio::spawn(inject::run(ctx.clone(), fault_plan, stopping.clone()));
@@ -419,6 +464,10 @@ impl Parts {
             Duration::from_millis(base.sim.settle_ms * 2).max(Duration::from_secs(1)),
         )
         .await;
+        // What is still settling (slow bank payouts) would move later: count it now.
+        if let Err(e) = sim.settle_all().await {
+            notes.push(format!("could not settle the pending payouts: {e}"));
+        }
         let ledger = sim.ledger().await;
         let channel_calls = sim.status().await;
         observe::wait_quiet(&observed, Duration::from_secs(1), Duration::from_secs(5)).await;
@@ -444,7 +493,19 @@ impl Parts {
         };
         let sent = std::mem::take(&mut *publish::lock(&sent));
         let faults = ctx.records.lock().await.clone();
+        let verdicts = match &ctx.operator {
+            Some(op) => op.accepted.lock().await.clone(),
+            None => Vec::new(),
+        };
+        if ctx.operator.is_some() {
+            notes.push(format!(
+                "operator: {} verdict(s) accepted by review resolve (log: {})",
+                verdicts.len(),
+                self.logs.join("operator.log").display()
+            ));
+        }
         let report = judge::judge(judge::Collected {
+            verdicts,
             args,
             kinds,
             reproduce: reproduce.clone(),

@@ -26,7 +26,8 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 300)]
     pub duration: u64,
     /// Fault kinds, comma-separated, or `all` or `none`: kill, term, close_conns,
-    /// redis_flush, redis_restart, latency, errors, lost_answers.
+    /// redis_flush, redis_restart, latency, errors, lost_answers, forget_keys, operator;
+    /// and the mix designs window_closing, age_limit, stuck_unknown.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub faults: Vec<String>,
     /// Mean seconds between two faults.
@@ -63,10 +64,26 @@ pub enum FaultKind {
     Errors,
     /// Channel calls carried out and their answers lost, for a few seconds.
     LostAnswers,
+    /// The simulator forgets every payout it accepted and has not settled yet (for
+    /// queries and idempotency; the money still moves).
+    ForgetKeys,
+    /// `payout-worker review resolve` run as an operator would: on random withdrawals
+    /// and legs (most must be refused) and on real reviews.
+    Operator,
+    /// Mix design: top-ups whose original-route refund window closes during the run,
+    /// each with a slow-settling bank leg (not scheduled: it shapes the mix).
+    WindowClosing,
+    /// Mix design: withdrawals that age past `limits.max_age_secs` during the run while
+    /// a slow bank leg settles (not scheduled: it shapes the mix).
+    AgeLimit,
+    /// Mix design: bank legs whose outcome stays unknown for good, published three
+    /// times so copies wait on each other's lease; they must reach review
+    /// (`retry.max_deferrals` is lowered for the run). Not scheduled.
+    StuckUnknown,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Kill,
         FaultKind::Term,
         FaultKind::CloseConns,
@@ -75,6 +92,11 @@ impl FaultKind {
         FaultKind::Latency,
         FaultKind::Errors,
         FaultKind::LostAnswers,
+        FaultKind::ForgetKeys,
+        FaultKind::Operator,
+        FaultKind::WindowClosing,
+        FaultKind::AgeLimit,
+        FaultKind::StuckUnknown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,11 +109,24 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::Errors => "errors",
             FaultKind::LostAnswers => "lost_answers",
+            FaultKind::ForgetKeys => "forget_keys",
+            FaultKind::Operator => "operator",
+            FaultKind::WindowClosing => "window_closing",
+            FaultKind::AgeLimit => "age_limit",
+            FaultKind::StuckUnknown => "stuck_unknown",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether the kind only shapes the mix of withdrawals (never scheduled).
+    pub fn is_design(self) -> bool {
+        matches!(
+            self,
+            FaultKind::WindowClosing | FaultKind::AgeLimit | FaultKind::StuckUnknown
+        )
     }
 
     /// Whether the fault lasts a while (and then is taken back).

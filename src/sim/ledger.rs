@@ -125,12 +125,20 @@ pub struct LedgerLine {
 pub struct Ledger {
     // A std Mutex: held only for in-memory work, never across an await.
     entries: Mutex<HashMap<(Channel, String), Entry>>,
+    /// Records the channel forgot (a chaos fault): no longer found by queries or
+    /// idempotency, but their money still moves and still counts in the view.
+    forgotten: Mutex<Vec<Entry>>,
+    /// Original-route refund deadlines by the top-up's channel transaction id, as the
+    /// provider knows them (`POST /sim/windows`): a refund of it from then on is
+    /// refused, as the real provider refuses it. Top-ups not listed: no deadline.
+    windows: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
 }
 
 /// The ledger, locked: look-up and insert happen under one lock, so two concurrent
 /// requests with the same new key cannot both pay.
 pub struct Book<'a> {
     entries: MutexGuard<'a, HashMap<(Channel, String), Entry>>,
+    windows: &'a Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Ledger {
@@ -142,24 +150,83 @@ impl Ledger {
         Book {
             // A panic elsewhere must not take the simulator down with it.
             entries: self.entries.lock().unwrap_or_else(|p| p.into_inner()),
+            windows: &self.windows,
         }
     }
 
-    /// The `GET /sim/ledger` view, sorted by channel and key so it reads the same each time.
+    /// Records original-route refund deadlines by channel transaction id.
+    pub fn close_windows(
+        &self,
+        deadlines: impl IntoIterator<Item = (String, chrono::DateTime<chrono::Utc>)>,
+    ) {
+        self.windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(deadlines);
+    }
+
+    fn forgotten(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.forgotten.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `GET /sim/ledger` view, sorted by channel and key so it reads the same each
+    /// time. A forgotten record and a new one under the same key are one line whose
+    /// moves add up (a key paid again after the channel forgot it shows `moves: 2`).
     pub fn snapshot(&self, now: Instant) -> Vec<LedgerLine> {
         let book = self.lock();
-        let mut lines: Vec<LedgerLine> = book
-            .entries
-            .values()
-            .map(|e| LedgerLine {
-                channel: e.channel.to_owned(),
-                key: e.key.clone(),
-                amount: in_yuan(e.channel, &e.amount),
-                moves: e.moves(now),
-            })
-            .collect();
+        let forgotten = self.forgotten();
+        let mut merged: HashMap<(Channel, &str), LedgerLine> = HashMap::new();
+        for e in book.entries.values().chain(forgotten.iter()) {
+            merged
+                .entry((e.channel, e.key.as_str()))
+                .and_modify(|l| l.moves += e.moves(now))
+                .or_insert_with(|| LedgerLine {
+                    channel: e.channel.to_owned(),
+                    key: e.key.clone(),
+                    amount: in_yuan(e.channel, &e.amount),
+                    moves: e.moves(now),
+                });
+        }
+        let mut lines: Vec<LedgerLine> = merged.into_values().collect();
         lines.sort_by(|a, b| (&a.channel, &a.key).cmp(&(&b.channel, &b.key)));
         lines
+    }
+
+    /// Forgets every record still pending at `now` (accepted, not settled): queries and
+    /// repeats no longer find it, its money still moves when it settles. Returns how
+    /// many were forgotten.
+    pub fn forget_pending(&self, now: Instant) -> usize {
+        let mut book = self.lock();
+        let keys: Vec<(Channel, String)> = book
+            .entries
+            .iter()
+            .filter(|(_, e)| e.state(now) == State::Pending)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut forgotten = self.forgotten();
+        for k in &keys {
+            if let Some(e) = book.entries.remove(k) {
+                forgotten.push(e);
+            }
+        }
+        keys.len()
+    }
+
+    /// Settles every pending record now, as if its settlement time had passed (the end
+    /// of a chaos run: what would move later is counted). Returns how many.
+    pub fn settle_all(&self, now: Instant) -> usize {
+        let mut book = self.lock();
+        let mut forgotten = self.forgotten();
+        let mut n = 0;
+        for e in book.entries.values_mut().chain(forgotten.iter_mut()) {
+            if let Fate::Settles { at, then } = e.fate {
+                if at > now {
+                    e.fate = Fate::Settles { at: now, then };
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 }
 
@@ -178,6 +245,15 @@ fn in_yuan(channel: Channel, amount: &str) -> String {
 }
 
 impl Book<'_> {
+    /// Whether a refund of the top-up `txn` is past its provider's refund window now.
+    pub fn past_window(&self, txn: &str) -> bool {
+        self.windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(txn)
+            .is_some_and(|deadline| chrono::Utc::now() >= *deadline)
+    }
+
     pub fn get(&self, channel: Channel, key: &str) -> Option<&Entry> {
         self.entries.get(&(channel, key.to_owned()))
     }
@@ -264,6 +340,50 @@ mod tests {
         ledger.lock().open(entry("k", Fate::Paid, 1));
         ledger.lock().open(entry("k", Fate::Paid, 1));
         assert_eq!(ledger.snapshot(Instant::now())[0].moves, 2);
+    }
+
+    #[test]
+    fn a_forgotten_key_paid_again_shows_two_moves_and_settle_all_counts_pending() {
+        let ledger = Ledger::new();
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(60);
+        let slow = Fate::Settles {
+            at: later,
+            then: Settled::Paid,
+        };
+        ledger.lock().open(entry("k", slow, 1));
+        ledger.lock().open(entry("done", Fate::Paid, 1));
+        assert_eq!(ledger.forget_pending(t0), 1);
+        assert!(ledger.lock().get("alipay", "k").is_none());
+        assert!(ledger.lock().get("alipay", "done").is_some());
+        // Paid again under the same key: a new record.
+        ledger.lock().open(entry("k", Fate::Paid, 1));
+        let moves = |l: &Ledger, now| {
+            l.snapshot(now)
+                .into_iter()
+                .find(|x| x.key == "k")
+                .unwrap()
+                .moves
+        };
+        assert_eq!(moves(&ledger, t0), 1);
+        assert_eq!(moves(&ledger, later), 2);
+        assert_eq!(ledger.settle_all(t0), 1);
+        assert_eq!(moves(&ledger, t0), 2);
+        assert_eq!(ledger.snapshot(t0).len(), 2);
+    }
+
+    #[test]
+    fn refund_windows_close_at_their_deadline() {
+        let ledger = Ledger::new();
+        let now = chrono::Utc::now();
+        ledger.close_windows([
+            ("T-closed".to_owned(), now - chrono::Duration::seconds(1)),
+            ("T-open".to_owned(), now + chrono::Duration::hours(1)),
+        ]);
+        let book = ledger.lock();
+        assert!(book.past_window("T-closed"));
+        assert!(!book.past_window("T-open"));
+        assert!(!book.past_window("T-unknown"));
     }
 
     #[test]

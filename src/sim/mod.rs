@@ -7,6 +7,9 @@
 //! they share the ledger, the fault injector and the latency settings here.
 //!
 //! Besides the channels' own endpoints: `GET /sim/ledger` (the oracle), and
+//! `POST /sim/forget` (forget every pending payout, money still moving) and
+//! `POST /sim/settle` (settle every pending payout now), `POST /sim/windows` (refund
+//! deadlines of top-ups, past which a refund is refused), and
 //! `GET`/`POST /sim/faults` to read or change the fault rate, the fault kinds and the
 //! added latency while it runs (JSON `{"rate": 0.5, "kinds": ["bad_gateway"],
 //! "latency_ms": 800}`, every field optional), which `payout-worker chaos` uses for its
@@ -195,6 +198,9 @@ pub async fn serve(
         .route("/gateway.do", post(alipay_gateway))
         .route("/sim/ledger", get(ledger_view))
         .route("/sim/faults", get(faults_view).post(faults_control))
+        .route("/sim/forget", post(forget_pending))
+        .route("/sim/settle", post(settle_all))
+        .route("/sim/windows", post(close_windows))
         .merge(wechat_pay::routes())
         .merge(unionpay::routes())
         .merge(bank::routes())
@@ -252,6 +258,29 @@ async fn alipay_gateway(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `POST /sim/forget`: the channels forget every payout still pending (chaos fault
+/// `forget_keys`); answers how many.
+async fn forget_pending(State(sim): State<Arc<Sim>>) -> Json<usize> {
+    Json(sim.ledger.forget_pending(Instant::now()))
+}
+
+/// `POST /sim/settle`: every pending payout settles now (the end of a chaos run);
+/// answers how many.
+async fn settle_all(State(sim): State<Arc<Sim>>) -> Json<usize> {
+    Json(sim.ledger.settle_all(Instant::now()))
+}
+
+/// `POST /sim/windows`: `{"<channel txn id>": "<RFC 3339 deadline>", ...}`: from the
+/// deadline on, the provider refuses a refund of that top-up (as the real one does).
+async fn close_windows(
+    State(sim): State<Arc<Sim>>,
+    Json(deadlines): Json<BTreeMap<String, chrono::DateTime<chrono::Utc>>>,
+) -> Json<usize> {
+    let n = deadlines.len();
+    sim.ledger.close_windows(deadlines);
+    Json(n)
 }
 
 async fn ledger_view(State(sim): State<Arc<Sim>>) -> Json<Vec<ledger::LedgerLine>> {

@@ -20,6 +20,18 @@ pub enum Expect {
     /// Refused: by the routing rules before any call (`code` is then the rule's code),
     /// or by the channel (`code: None`, the channel picks its own).
     Refused { code: Option<&'static str> },
+    /// A top-up whose original-route window closes during the run: decided from the
+    /// command's `approved_at` it goes the original route through `channel`; a channel
+    /// that refuses the refund after its window closed makes it fail (nothing moved);
+    /// with a `fallback` card, a worker that learnt the window had closed before
+    /// sending may pay it to the card through the bank.
+    WindowClosing {
+        channel: &'static str,
+        fallback: bool,
+    },
+    /// An outcome no machine can resolve (the channel answers "unavailable" for good):
+    /// it must end in review, never in a terminal event.
+    Unresolved,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -179,6 +191,15 @@ impl LedgerLine {
     }
 }
 
+/// A verdict `payout-worker review resolve` accepted (exit status 0) during the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperatorVerdict {
+    pub withdrawal: String,
+    pub leg: String,
+    /// `paid` or `failed`.
+    pub outcome: String,
+}
+
 /// Everything the checker reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
@@ -187,4 +208,6 @@ pub struct Inputs<'a> {
     pub events: &'a [Event],
     pub dead: &'a [DeadLetter],
     pub ledger: &'a [LedgerLine],
+    /// Verdicts the operator process had accepted.
+    pub verdicts: &'a [OperatorVerdict],
 }

@@ -44,6 +44,18 @@ fn plan() -> (Vec<ExpectedWithdrawal>, Vec<BadInput>) {
             amount: d("4.00"),
             legs: vec![leg("wd-rev", "1", "4.00", paid("alipay", "designated"))],
         },
+        // An outcome no machine can resolve: in review, nothing moved.
+        ExpectedWithdrawal {
+            id: "wd-stuck".into(),
+            amount: d("2.00"),
+            legs: vec![leg("wd-stuck", "1", "2.00", Expect::Unresolved)],
+        },
+        // Held by a limit before any leg was sent.
+        ExpectedWithdrawal {
+            id: "wd-lim".into(),
+            amount: d("6.00"),
+            legs: vec![leg("wd-lim", "1", "6.00", paid("bank", "designated"))],
+        },
     ];
     let bad = vec![
         BadInput {
@@ -105,6 +117,17 @@ fn events() -> Vec<Event> {
             json!({"amount": "4.00", "legs": [{"leg_id": "1", "status": "unknown"}]}),
         ),
         event(
+            REVIEW,
+            "wd-stuck",
+            json!({"amount": "2.00", "review_kind": "outcome_unknown", "legs": [{"leg_id": "1", "status": "unknown"}]}),
+        ),
+        Event {
+            id: "wd-lim:review:limit".into(),
+            kind: REVIEW.into(),
+            subject: "wd-lim".into(),
+            data: json!({"amount": "6.00", "review_kind": "limit", "reason": "max_age_secs", "legs": []}),
+        },
+        event(
             FAILED,
             "bad-00002",
             json!({"amount": "1.005", "paid_amount": "0.00", "unfreeze_amount": "1.005", "unfreeze_all": true, "legs": []}),
@@ -144,12 +167,23 @@ fn ledger() -> Vec<LedgerLine> {
     ]
 }
 
+/// The operator confirmed by hand that wd-stuck's leg never reached the bank: failed
+/// (nothing moved).
+fn operator() -> Vec<OperatorVerdict> {
+    vec![OperatorVerdict {
+        withdrawal: "wd-stuck".into(),
+        leg: "1".into(),
+        outcome: "failed".into(),
+    }]
+}
+
 struct Case {
     authentic: Vec<ExpectedWithdrawal>,
     bad: Vec<BadInput>,
     events: Vec<Event>,
     dead: Vec<DeadLetter>,
     ledger: Vec<LedgerLine>,
+    operator: Vec<OperatorVerdict>,
 }
 
 impl Case {
@@ -161,6 +195,7 @@ impl Case {
             events: events(),
             dead: dead(),
             ledger: ledger(),
+            operator: operator(),
         }
     }
 
@@ -171,6 +206,7 @@ impl Case {
             events: &self.events,
             dead: &self.dead,
             ledger: &self.ledger,
+            verdicts: &self.operator,
         })
     }
 
@@ -393,4 +429,125 @@ fn listed_violations_are_capped_but_counted() {
         .collect();
     let v = no_double_payout(&ledger);
     assert_eq!((v.violation_count, v.violations.len()), (30, MAX_LISTED));
+}
+
+#[test]
+fn an_accepted_verdict_the_ledger_contradicts_fails_operator_verdicts_match_ledger() {
+    // failed, but the key moved (the bank settled after the operator released it).
+    let mut case = Case::good();
+    case.operator.push(OperatorVerdict {
+        withdrawal: "wd-rev".into(),
+        leg: "1".into(),
+        outcome: "failed".into(),
+    });
+    assert_eq!(case.failing(), vec!["operator_verdicts_match_ledger"]);
+    assert!(case.violations("operator_verdicts_match_ledger")[0].contains("moved 1 time"));
+    // paid, but nothing moved (a never-sent leg marked paid).
+    let mut case = Case::good();
+    case.operator.push(OperatorVerdict {
+        withdrawal: "wd-lim".into(),
+        leg: "1".into(),
+        outcome: "paid".into(),
+    });
+    assert_eq!(case.failing(), vec!["operator_verdicts_match_ledger"]);
+    assert!(case.violations("operator_verdicts_match_ledger")[0].contains("never moved"));
+    // paid and moved is fine.
+    let ok = [OperatorVerdict {
+        withdrawal: "wd-rev".into(),
+        leg: "1".into(),
+        outcome: "paid".into(),
+    }];
+    assert!(operator_verdicts_match_ledger(&ok, &ledger()).passed);
+}
+
+#[test]
+fn a_key_paid_through_two_channels_fails_one_channel_per_key() {
+    let mut case = Case::good();
+    case.ledger
+        .push(line("bank", key("wd-ok", "1"), "10.00", 1));
+    let failing = case.failing();
+    assert!(failing.contains(&"one_channel_per_key"), "{failing:?}");
+    assert!(case.violations("one_channel_per_key")[0].contains("alipay"));
+    // Seen by a second channel without moving there is not a second payment.
+    let mut ledger = ledger();
+    ledger.push(line("bank", key("wd-ok", "1"), "10.00", 0));
+    assert!(one_channel_per_key(&ledger).passed);
+}
+
+#[test]
+fn a_release_of_moved_money_fails_failed_releases_only_unmoved() {
+    // Redis wiped, the leg re-planned and refused: the event calls the alipay leg
+    // failed and releases all of it, but the ledger shows it paid.
+    let mut case = Case::good();
+    case.events.push(event(
+        FAILED,
+        "wd-rev",
+        json!({"amount": "4.00", "paid_amount": "0.00", "unfreeze_amount": "4.00", "legs": [
+            {"leg_id": "1", "amount": "4.00", "channel": "alipay", "route": "original", "status": "failed",
+             "failure_code": "original_route_expired"}]}),
+    ));
+    assert!(case.failing().contains(&"failed_releases_only_unmoved"));
+    assert!(case.violations("failed_releases_only_unmoved")[0].contains("moved 4.00"));
+    // Releasing exactly what did not move holds.
+    let events = events();
+    let (authentic, _) = plan();
+    assert!(failed_releases_only_unmoved(&authentic, &events, &ledger()).passed);
+}
+
+#[test]
+fn a_limit_review_of_a_sent_withdrawal_fails_limit_reviews_only_unsent() {
+    let mut case = Case::good();
+    // The bank had accepted wd-lim's leg (pending: no move yet) before the review.
+    case.ledger
+        .push(line("bank", key("wd-lim", "1"), "6.00", 0));
+    assert_eq!(case.failing(), vec!["limit_reviews_only_unsent"]);
+    assert!(case.violations("limit_reviews_only_unsent")[0].contains("wd-lim"));
+}
+
+#[test]
+fn an_unknown_outcome_without_review_or_released_fails_unknown_outcomes_reach_review() {
+    let mut case = Case::good();
+    case.events.retain(|e| e.subject != "wd-stuck");
+    assert!(case.failing().contains(&"unknown_outcomes_reach_review"));
+    assert!(case.violations("unknown_outcomes_reach_review")[0].contains("never sent to review"));
+    // Released with no operator verdict: the worker gave up on an unknown outcome.
+    let mut case = Case::good();
+    case.operator.clear();
+    case.events.push(event(
+        FAILED,
+        "wd-stuck",
+        json!({"amount": "2.00", "paid_amount": "0.00", "unfreeze_amount": "2.00", "legs": [
+            {"leg_id": "1", "amount": "2.00", "channel": "bank", "route": "designated", "status": "failed"}]}),
+    ));
+    assert!(case.failing().contains(&"unknown_outcomes_reach_review"));
+}
+
+#[test]
+fn a_window_closing_leg_may_go_either_legitimate_way() {
+    let w = ExpectedWithdrawal {
+        id: "wd-win".into(),
+        amount: d("5.00"),
+        legs: vec![ExpectedLeg {
+            leg_id: "1".into(),
+            amount: d("5.00"),
+            key: key("wd-win", "1"),
+            expect: Expect::WindowClosing {
+                channel: "alipay",
+                fallback: true,
+            },
+        }],
+    };
+    let ended = |kind: &str, channel: &str, route: &str, status: &str| {
+        vec![event(
+            kind,
+            "wd-win",
+            json!({"amount": "5.00", "paid_amount": "5.00", "legs": [
+                {"leg_id": "1", "amount": "5.00", "channel": channel, "route": route, "status": status}]}),
+        )]
+    };
+    let ok = |evs: Vec<Event>| outcomes_as_designed(std::slice::from_ref(&w), &evs, &[]).passed;
+    assert!(ok(ended(SUCCEEDED, "alipay", "original", "succeeded")));
+    assert!(ok(ended(SUCCEEDED, "bank", "fallback", "succeeded")));
+    assert!(ok(ended(FAILED, "alipay", "original", "failed")));
+    assert!(!ok(ended(SUCCEEDED, "wechat_pay", "original", "succeeded")));
 }

@@ -155,3 +155,102 @@ fn bad_inputs_are_refused_with_their_codes_and_carry_their_marker() {
         assert_eq!(holders, 1, "{}", b.withdrawal_id);
     }
 }
+
+#[test]
+fn extra_designs_close_windows_and_age_during_the_run() {
+    use crate::limits::check_command;
+    use crate::routing::{Plan, RouteTaken, Rules};
+    let now = DateTime::parse_from_rfc3339("2026-12-02T01:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let settings = crate::config::Settings::defaults();
+    let rules = Rules::from_settings(&settings.rules);
+    let mut limits = settings.limits.clone();
+    limits.max_age_secs = 3600;
+    let window = Duration::from_secs(30);
+    let extras = Extras {
+        designs: EXTRA_DESIGNS.iter().map(|(d, _)| *d).collect(),
+        rules: rules.clone(),
+        max_age_secs: 3600,
+    };
+    let m = build_with(4, 600, window, now, extras.clone());
+    let again = build_with(4, 600, window, now, extras);
+    assert_eq!(
+        m.messages
+            .iter()
+            .map(|o| (o.at, &o.body))
+            .collect::<Vec<_>>(),
+        again
+            .messages
+            .iter()
+            .map(|o| (o.at, &o.body))
+            .collect::<Vec<_>>()
+    );
+    for (d, _) in EXTRA_DESIGNS {
+        assert!(m.designs.get(d).copied().unwrap_or(0) > 0, "{d} missing");
+    }
+    assert!(m.messages.windows(2).all(|w| w[0].at <= w[1].at));
+    let currencies = ["CNY".to_owned()];
+    let (mut windows, mut aging, mut stuck) = (0, 0, 0);
+    for w in &m.authentic {
+        let copies: Vec<&Outgoing> = m
+            .messages
+            .iter()
+            .filter(|o| o.withdrawal_id == w.id)
+            .collect();
+        let first = copies.iter().find(|o| !o.duplicate).unwrap();
+        let published = now + Days::milliseconds(first.at.as_millis() as i64);
+        let parsed = parse_command(&first.body, &currencies).unwrap();
+        let leg_expects: Vec<&Expect> = w.legs.iter().map(|l| &l.expect).collect();
+        if leg_expects.contains(&&Expect::Unresolved) {
+            stuck += 1;
+            assert_eq!(copies.len(), 3, "{}", w.id);
+        }
+        if let Some(Expect::WindowClosing { .. }) = leg_expects.first() {
+            windows += 1;
+            let leg = &parsed.legs[0];
+            // Open when published (and approved), closed 3-10 s later.
+            let at = |secs| published + Days::seconds(secs);
+            assert_eq!(
+                rules.plan(&parsed, leg, at(0)),
+                Plan::Pay(RouteTaken::Original)
+            );
+            assert_ne!(
+                rules.plan(&parsed, leg, at(11)),
+                Plan::Pay(RouteTaken::Original),
+                "{}",
+                w.id
+            );
+            let txn = first_txn(&first.body);
+            let closes = m.windows[&txn];
+            assert!(closes > at(2) && closes <= at(10), "{}", w.id);
+            // The slow bank leg keeps it in flight past the deadline.
+            assert!(String::from_utf8_lossy(&first.body).contains("0002\""));
+        }
+        if parsed.approved_at < now {
+            aging += 1;
+            assert!(check_command(&parsed, &limits, published).is_none());
+            assert!(check_command(&parsed, &limits, published + Days::seconds(9)).is_some());
+        }
+    }
+    assert!(windows > 0 && aging > 0 && stuck > 0);
+    // Without extras the mix is what it always was.
+    let plain = build_with(4, 200, window, now, Extras::none());
+    assert!(plain.windows.is_empty());
+    assert_eq!(
+        plain.messages.iter().map(|o| &o.body).collect::<Vec<_>>(),
+        build(4, 200, window, now)
+            .messages
+            .iter()
+            .map(|o| &o.body)
+            .collect::<Vec<_>>()
+    );
+}
+
+fn first_txn(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    v["legs"][0]["source"]["channel_txn_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

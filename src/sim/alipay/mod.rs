@@ -135,7 +135,7 @@ impl AlipaySim {
             }
             return answer(refund_reply(seen, now));
         }
-        let (fate, payouts) = if biz.trade_no.ends_with("0000") {
+        let (fate, payouts) = if biz.trade_no.ends_with("0000") || book.past_window(&biz.trade_no) {
             (Fate::Refused, 0)
         } else if biz.trade_no.ends_with("0001") {
             let at = now + self.settle;

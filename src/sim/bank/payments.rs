@@ -121,6 +121,15 @@ fn checked(p: &PaymentInitiation) -> Option<Checked<'_>> {
     }
 }
 
+/// A creditor account or original transaction id ending in this settles only after
+/// [`SLOW_SETTLE`] (a payout that takes days at a real bank; chaos runs use it).
+pub const SLOW_SUFFIX: &str = "0002";
+/// How long a [`SLOW_SUFFIX`] payment stays `ACSP`.
+pub const SLOW_SETTLE: Duration = Duration::from_secs(20);
+/// Ending in this: the gateway answers `503 SERVICE_UNAVAILABLE` to every initiation,
+/// for good; nothing is recorded (an outcome no machine can resolve).
+pub const STUCK_SUFFIX: &str = "0003";
+
 /// `POST /payments`: a new end_to_end_id is recorded (201), a repeat with the same content
 /// gets the current status (200), a repeat with other content gets 409 `DUPL`.
 pub fn initiate(
@@ -138,6 +147,9 @@ pub fn initiate(
             Some(key),
         );
     };
+    if req.target.ends_with(STUCK_SUFFIX) {
+        return Answer::error(503, "SERVICE_UNAVAILABLE", "try again later", Some(key));
+    }
     if let Some(seen) = book.get(CHANNEL, key) {
         if !seen.same_request(req.op, &req.print) {
             return Answer::error(
@@ -149,13 +161,20 @@ pub fn initiate(
         }
         return Answer::report(200, &report(seen, now, false));
     }
-    let at = now + settle;
-    let (fate, payouts) = if req.target.ends_with("0000") {
+    let at = now
+        + if req.target.ends_with(SLOW_SUFFIX) {
+            SLOW_SETTLE.max(settle)
+        } else {
+            settle
+        };
+    // A return past the top-up's refund window is refused like a closed account.
+    let past_window = req.op == OP_RETURN && book.past_window(req.target);
+    let (fate, payouts) = if req.target.ends_with("0000") || past_window {
         (Fate::Refused, 0)
     } else if req.target.ends_with("0001") {
         let then = Settled::Refused;
         (Fate::Settles { at, then }, 0)
-    } else if settle.is_zero() {
+    } else if settle.is_zero() && !req.target.ends_with(SLOW_SUFFIX) {
         // No settlement time: an instant payment, settled in the initiation's answer.
         (Fate::Paid, 1)
     } else {

@@ -250,7 +250,7 @@ fn refund(
         }
         return refund_reply(reply, seen, orig);
     }
-    let (fate, payouts) = if orig.ends_with("0000") {
+    let (fate, payouts) = if orig.ends_with("0000") || book.past_window(orig) {
         (Fate::Refused, 0)
     } else if orig.ends_with("0001") {
         let then = Settled::Refused;

@@ -140,25 +140,26 @@ pub fn create(
         );
     }
     let at = now.instant + settle;
-    let (fate, payouts) = if req.transaction_id.ends_with("0000") {
-        (Fate::Refused, 0)
-    } else if req.transaction_id.ends_with("0001") {
-        (
-            Fate::Settles {
-                at,
-                then: Settled::Refused,
-            },
-            0,
-        )
-    } else {
-        (
-            Fate::Settles {
-                at,
-                then: Settled::Paid,
-            },
-            1,
-        )
-    };
+    let (fate, payouts) =
+        if req.transaction_id.ends_with("0000") || book.past_window(&req.transaction_id) {
+            (Fate::Refused, 0)
+        } else if req.transaction_id.ends_with("0001") {
+            (
+                Fate::Settles {
+                    at,
+                    then: Settled::Refused,
+                },
+                0,
+            )
+        } else {
+            (
+                Fate::Settles {
+                    at,
+                    then: Settled::Paid,
+                },
+                1,
+            )
+        };
     totals.insert(key.to_owned(), amount.total);
     let entry = book.open(Entry {
         channel: CHANNEL,
