@@ -40,12 +40,25 @@ pub async fn probe(channels: &Channels, w: &Withdrawal, leg: &Leg, planned: Rout
     } else {
         possible_routes(leg)
     };
+    let orders: Vec<(RouteTaken, PayoutOrder)> = routes
+        .into_iter()
+        .filter_map(|route| order_for(w, leg, route).map(|order| (route, order)))
+        .collect();
     let mut answers = Vec::new();
-    for route in routes {
-        let Some(order) = order_for(w, leg, route) else {
-            continue;
+    for (route, order) in &orders {
+        // Two routes through one channel (a bank top-up with a bank card as fallback)
+        // share the key there: the channel is asked once, and what it knows is the
+        // planned route's.
+        let same_channel = |r: &RouteTaken| {
+            orders
+                .iter()
+                .any(|(other, o)| other == r && o.channel == order.channel)
         };
-        let answer = call_channel(channels, &order, Operation::Query).await;
+        if *route != planned && same_channel(&planned) {
+            continue;
+        }
+        let (route, order) = (*route, order);
+        let answer = call_channel(channels, order, Operation::Query).await;
         tracing::info!(leg = %leg.id, channel = %order.channel, route = route.as_str(), answer = ?answer, "queried channel");
         answers.push((route, order.channel, answer));
     }
