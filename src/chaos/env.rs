@@ -14,6 +14,9 @@
 //! - `limits.max_age_secs` 3600: the `age_limit` design ages withdrawals past it
 //!   during the run; `retry.max_deferrals` is lowered to 6 when the run has the
 //!   `stuck_unknown` design, so that outcomes unknown for good reach review in time;
+//! - every channel's expected settlement 30 s with no margin: a payout still pending
+//!   after that (accepted, then forgotten by the channel) raises `settlement_overdue`
+//!   review within the run;
 //! - Redis lease 3 s: a SIGKILLed worker's lease does not hold others up for long;
 //! - shutdown grace 5 s: a SIGTERMed worker drains quickly and must exit 0;
 //! - metrics: each worker process gets a port of its own (`workers.rs`), scraped for
@@ -28,6 +31,11 @@ pub const DELAY_TIERS_MS: [u64; 4] = [100, 300, 1000, 3000];
 /// Every channel's poll schedule in a run (milliseconds).
 pub const POLL_SCHEDULE_MS: [u64; 3] = [200, 500, 1000];
 pub const CHANNEL_TIMEOUT_MS: u64 = 3000;
+/// Every channel's expected settlement time in a run, with no margin: time is compressed
+/// (the simulator settles in seconds), so a payout still pending after it (one the
+/// channel accepted and forgot, say) raises `settlement_overdue` review within the run,
+/// as it would after days in production.
+pub const SETTLEMENT_SECS: u64 = 30;
 pub const MAX_DEFERRALS: u32 = 1000;
 pub const LEASE_MS: u64 = 3000;
 pub const SHUTDOWN_GRACE_MS: u64 = 5000;
@@ -102,7 +110,9 @@ pub fn run_settings(
         &mut c.bank.settlement,
     ] {
         settlement.poll_schedule_ms = POLL_SCHEDULE_MS.to_vec();
+        settlement.expected_settlement_secs = SETTLEMENT_SECS;
     }
+    s.retry.settlement_margin_secs = 0;
     s
 }
 
@@ -173,7 +183,15 @@ pub fn worker_env(s: &Settings, log_level: &str) -> Vec<(String, String)> {
             format!("PAYOUT__CHANNELS__{name}__TIMEOUT_MS"),
             timeout.to_string(),
         ));
+        env.push((
+            format!("PAYOUT__CHANNELS__{name}__EXPECTED_SETTLEMENT_SECS"),
+            settlement.expected_settlement_secs.to_string(),
+        ));
     }
+    env.push((
+        "PAYOUT__RETRY__SETTLEMENT_MARGIN_SECS".into(),
+        s.retry.settlement_margin_secs.to_string(),
+    ));
     env.push((
         "PAYOUT_HMAC_KEYS".into(),
         s.auth.hmac_keys.expose_secret().to_owned(),
