@@ -193,38 +193,7 @@ async fn sigterm_under_load_exits_zero_after_the_grace_period_and_nothing_is_los
 
 #[tokio::test]
 async fn an_outcome_that_stays_unknown_goes_to_review_never_to_failed() {
-    let mut app = TestApp::spawn(
-        "unknown",
-        Options {
-            sim_faults: 1.0,
-            sim_fault_kinds: vec!["lost_answer"],
-            ..Options::default()
-        },
-    )
-    .await;
-    app.settings.retry.max_deferrals = 3;
-    app.settings.retry.in_process_budget_ms = 200;
-    app.start_worker();
-    let id = unique("wd-unknown");
-    app.publish_signed(&withdrawal(
-        &id,
-        vec![transfer_leg("1", "77.00", "zs@example.com")],
-    ))
-    .await;
-    let review = loop {
-        let e = app.next_event().await.json();
-        assert_ne!(
-            e["type"], "withdrawal.failed",
-            "unknown must never release funds: {e}"
-        );
-        assert_ne!(
-            e["type"], "withdrawal.succeeded",
-            "every answer was lost: {e}"
-        );
-        if e["type"] == "withdrawal.review_required" {
-            break e;
-        }
-    };
+    let (app, id, review) = unknown_until_review("unknown", "77.00").await;
     assert_eq!(review["subject"], id.as_str());
     assert_eq!(review["data"]["review_kind"], "outcome_unknown");
     assert_eq!(review["data"]["legs"][0]["status"], "unknown");

@@ -11,31 +11,7 @@ use payout_worker::store::Store;
 
 #[tokio::test]
 async fn an_operator_resolves_an_unknown_leg_and_the_terminal_event_follows() {
-    let mut app = TestApp::spawn(
-        "review",
-        Options {
-            sim_faults: 1.0,
-            sim_fault_kinds: vec!["lost_answer"],
-            ..Options::default()
-        },
-    )
-    .await;
-    app.settings.retry.max_deferrals = 3;
-    app.settings.retry.in_process_budget_ms = 200;
-    app.start_worker();
-    let id = unique("wd-review");
-    app.publish_signed(&withdrawal(
-        &id,
-        vec![transfer_leg("1", "21.00", "zs@example.com")],
-    ))
-    .await;
-    loop {
-        let e = app.next_event().await.json();
-        assert_ne!(e["type"], "withdrawal.failed");
-        if e["type"] == "withdrawal.review_required" {
-            break;
-        }
-    }
+    let (mut app, id, _) = unknown_until_review("review", "21.00").await;
 
     // The operator acts on what the channel says: the worker is stopped (it would find
     // out by itself once answers come back) and the channel answers again.

@@ -344,25 +344,7 @@ async fn an_operator_verdict_is_refused_unless_the_leg_needs_a_person_and_the_ch
 /// cap, which the channel in fact paid, cannot be released; `paid` is recorded.
 #[tokio::test]
 async fn an_operator_cannot_release_a_leg_the_channel_paid() {
-    let mut app = TestApp::spawn(
-        "operator-paid",
-        Options {
-            sim_faults: 1.0,
-            sim_fault_kinds: vec!["lost_answer"],
-            ..Options::default()
-        },
-    )
-    .await;
-    app.settings.retry.max_deferrals = 3;
-    app.settings.retry.in_process_budget_ms = 100;
-    app.start_worker();
-    let id = unique("wd-op-paid");
-    app.publish_signed(&withdrawal(
-        &id,
-        vec![transfer_leg("1", "21.00", "zs@example.com")],
-    ))
-    .await;
-    let e = until_event(&mut app, &id, "withdrawal.review_required", &[]).await;
+    let (mut app, id, e) = unknown_until_review("operator-paid", "21.00").await;
     assert_eq!(e["data"]["review_kind"], "outcome_unknown");
     app.stop_workers().await;
     set_sim_faults(&app, 0.0).await;
@@ -549,25 +531,7 @@ async fn a_delivery_near_the_brokers_limit_raises_review_and_every_queue_names_i
 /// that settles by itself after its review was raised leaves the review list.
 #[tokio::test]
 async fn a_review_keeps_its_record_and_a_withdrawal_that_settles_by_itself_leaves_the_list() {
-    let mut app = TestApp::spawn(
-        "reviewkeep",
-        Options {
-            sim_faults: 1.0,
-            sim_fault_kinds: vec!["lost_answer"],
-            ..Options::default()
-        },
-    )
-    .await;
-    app.settings.retry.max_deferrals = 3;
-    app.settings.retry.in_process_budget_ms = 100;
-    app.start_worker();
-    let id = unique("wd-reviewkeep");
-    app.publish_signed(&withdrawal(
-        &id,
-        vec![transfer_leg("1", "21.00", "zs@example.com")],
-    ))
-    .await;
-    let e = until_event(&mut app, &id, "withdrawal.review_required", &[]).await;
+    let (mut app, id, e) = unknown_until_review("reviewkeep", "21.00").await;
     assert_eq!(e["data"]["review_kind"], "outcome_unknown");
     let store = Store::connect(&app.settings.redis).await.unwrap();
     let key = store.key(&WithdrawalId::parse(&id).unwrap());

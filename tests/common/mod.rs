@@ -707,3 +707,46 @@ pub fn assert_first_paid_second_refused(e: &Value, paid: &str, unfreeze: &str, c
     assert_eq!(legs[0]["status"], "succeeded");
     assert_eq!(legs[1]["failure_code"], code);
 }
+
+/// A one-leg Alipay transfer of `amount` whose every answer is lost (the simulator pays
+/// it, then answers 500 to the payment and to every query), worked by one worker with a
+/// small deferral cap until it raises `withdrawal.review_required`. Returns the app, the
+/// withdrawal id and the review event; no terminal event came before it.
+pub async fn unknown_until_review(tag: &str, amount: &str) -> (TestApp, String, Value) {
+    let mut app = TestApp::spawn(
+        tag,
+        Options {
+            sim_faults: 1.0,
+            sim_fault_kinds: vec!["lost_answer"],
+            ..Options::default()
+        },
+    )
+    .await;
+    app.settings.retry.max_deferrals = 3;
+    app.settings.retry.in_process_budget_ms = 100;
+    app.start_worker();
+    let id = unique(&format!("wd-{tag}"));
+    app.publish_signed(&withdrawal(
+        &id,
+        vec![transfer_leg("1", amount, "zs@example.com")],
+    ))
+    .await;
+    let review = loop {
+        let e = app.next_event().await.json();
+        if e["subject"] != id.as_str() {
+            continue;
+        }
+        assert_ne!(
+            e["type"], "withdrawal.failed",
+            "unknown must never release funds: {e}"
+        );
+        assert_ne!(
+            e["type"], "withdrawal.succeeded",
+            "every answer was lost: {e}"
+        );
+        if e["type"] == "withdrawal.review_required" {
+            break e;
+        }
+    };
+    (app, id, review)
+}
