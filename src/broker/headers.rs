@@ -49,6 +49,20 @@ pub fn with_headers(props: &BasicProperties, add: &[(&str, AMQPValue)]) -> Basic
     props.clone().with_headers(table)
 }
 
+/// The same properties without the named headers.
+pub fn without_headers(props: &BasicProperties, remove: &[&str]) -> BasicProperties {
+    let Some(table) = props.headers().as_ref() else {
+        return props.clone();
+    };
+    let kept: std::collections::BTreeMap<_, _> = table
+        .inner()
+        .iter()
+        .filter(|(k, _)| !remove.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    props.clone().with_headers(FieldTable::from(kept))
+}
+
 pub fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
@@ -76,5 +90,9 @@ mod tests {
         );
         let p = with_headers(&p, &[(ATTEMPT, AMQPValue::LongLongInt(-5))]);
         assert_eq!(count(&p, ATTEMPT), 0);
+        let p = with_headers(&p, &[(DELIVERY_COUNT, AMQPValue::LongLongInt(7))]);
+        let p = without_headers(&p, &[DELIVERY_COUNT]);
+        assert_eq!(count(&p, DELIVERY_COUNT), 0);
+        assert_eq!(text(&p, ERROR_CODE).as_deref(), Some("x"));
     }
 }

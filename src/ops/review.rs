@@ -8,10 +8,13 @@ use crate::broker::Publisher;
 use crate::channels::{ChannelOutcome, Channels};
 use crate::config::Settings;
 use crate::domain::command::parse_command;
-use crate::domain::{LegId, Withdrawal, WithdrawalId};
+use crate::domain::{ChannelKind, LegId, Withdrawal, WithdrawalId};
 use crate::events::{self, Event, ReviewKind};
-use crate::store::{LeaseOwner, LegRecord, LegState, Store, Transition, WithdrawalRecord};
-use crate::worker::probe::{probe, Probe};
+use crate::routing::RouteTaken;
+use crate::store::{
+    LeaseOwner, LeaseRenewal, LegRecord, LegState, Store, Transition, WithdrawalRecord,
+};
+use crate::worker::probe::{ask_every_route, combine, Probe};
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 
@@ -107,14 +110,15 @@ pub async fn list(settings: &Settings, store: &Store) -> Result<Vec<InReview>, R
     Ok(out)
 }
 
-/// Why a verdict is allowed on a leg in this state, or why not (checked before the
-/// channel is asked). `in_review`: the withdrawal has a review open; `unknown_past_cap`:
-/// its outcome-unknown review was raised.
+/// Whether a verdict may be given on a leg in this state (checked before the channel
+/// is asked). `in_review`: the withdrawal has a review open (or its outcome, which
+/// `decide` then holds the verdict to); `unknown_past_cap`: its outcome-unknown review
+/// was raised; `held_by_limit`: a containment limit held it before anything was sent.
 pub fn may_decide(
     current: Option<&LegRecord>,
-    verdict: Verdict,
     in_review: bool,
     unknown_past_cap: bool,
+    held_by_limit: bool,
 ) -> Result<(), String> {
     if cfg!(feature = "broken-unguarded-resolve") {
         return Ok(()); // the old behaviour, for the chaos suite's own tests
@@ -123,11 +127,12 @@ pub fn may_decide(
         return Err("the withdrawal is not in review: the worker is still settling it".into());
     }
     match current.map(|c| c.state) {
-        None if verdict == Verdict::Paid => Err(
-            "the leg was never sent: it cannot have been paid (resolve it as failed to release it)"
+        None if held_by_limit => Ok(()),
+        None => Err(
+            "the worker could not yet tell whether this leg was sent: wait for it to find out"
                 .into(),
         ),
-        None | Some(LegState::Review) => Ok(()),
+        Some(LegState::Review) => Ok(()),
         Some(LegState::Unknown) if unknown_past_cap => Ok(()),
         Some(LegState::Unknown) => Err(
             "the leg's outcome is unknown but still being checked (below its cap): wait for the worker".into(),
@@ -144,35 +149,72 @@ pub fn may_decide(
     }
 }
 
-/// Whether the channels' own answer for the leg's key allows the verdict.
-pub fn channel_allows(probe: &Probe, verdict: Verdict) -> Result<(), String> {
+/// Whether the channels' own answers for the leg's key, one per route it could have
+/// taken, allow the verdict. `sent`: our record says a request may have left.
+///
+/// `paid` needs a channel that says it paid. `failed` is refused when any channel says
+/// it paid or is settling, or gives an answer that is not a refusal; "not found"
+/// everywhere allows it only for a leg never sent (a channel that accepted a payout
+/// and then forgot it is not trusted to have forgotten the money). An answer that tells
+/// nothing (the channel cannot be asked) allows no verdict.
+pub fn channel_allows(
+    answers: &[(RouteTaken, ChannelKind, ChannelOutcome)],
+    verdict: Verdict,
+    sent: bool,
+) -> Result<(), String> {
     if cfg!(feature = "broken-unguarded-resolve") {
         return Ok(());
     }
-    match (probe, verdict) {
-        (Probe::Found { answer, .. }, _) => match (answer, verdict) {
-            (ChannelOutcome::Succeeded { .. }, Verdict::Paid)
-            | (ChannelOutcome::Failed { .. }, Verdict::Failed)
-            | (ChannelOutcome::Review { .. }, _) => Ok(()),
-            (ChannelOutcome::Succeeded { reference }, Verdict::Failed) => Err(format!(
-                "the channel says it paid this leg (reference {reference}): it cannot be released"
-            )),
-            (ChannelOutcome::Failed { code, .. }, Verdict::Paid) => Err(format!(
-                "the channel says it refused this leg ({code}): it was not paid"
-            )),
-            (ChannelOutcome::Pending, _) => Err(
-                "the channel accepted the leg and is still settling it: wait for its outcome"
-                    .into(),
-            ),
-            (other, _) => Err(format!("the channel's answer is not final: {other:?}")),
-        },
-        (Probe::NotFound, Verdict::Paid) => {
-            Err("no channel the leg could have gone through has a record of its key".into())
+    let on = |c: &ChannelKind, r: &RouteTaken| format!("{c} ({})", r.as_str());
+    let mut paid = None;
+    let mut refused = None;
+    let mut other = None;
+    for (route, channel, answer) in answers {
+        match answer {
+            ChannelOutcome::NotFound => {}
+            ChannelOutcome::Unknown { .. } | ChannelOutcome::RetryLater { .. } => {
+                return Err(format!(
+                    "{} could not be asked ({answer:?}): try again when it answers",
+                    on(channel, route)
+                ))
+            }
+            ChannelOutcome::Pending => {
+                return Err(format!(
+                    "{} accepted the leg and is still settling it: wait for its outcome",
+                    on(channel, route)
+                ))
+            }
+            ChannelOutcome::Succeeded { reference } => {
+                paid.get_or_insert(format!("{} (reference {reference})", on(channel, route)));
+            }
+            ChannelOutcome::Failed { code, .. } => {
+                refused.get_or_insert(format!("{} ({code})", on(channel, route)));
+            }
+            ChannelOutcome::Review { reason } => {
+                other.get_or_insert(format!("{}: {reason}", on(channel, route)));
+            }
         }
-        (Probe::NotFound, Verdict::Failed) => Ok(()),
-        (Probe::Inconclusive(answer), _) => Err(format!(
-            "the channel could not be asked ({answer:?}): try again when it answers"
+    }
+    match (verdict, paid, refused, other) {
+        (Verdict::Paid, Some(_), _, _) => Ok(()),
+        (Verdict::Paid, None, Some(r), _) => Err(format!(
+            "{r} says it refused this leg, and no channel says it paid"
         )),
+        (Verdict::Paid, None, None, _) => Err(
+            "no channel the leg could have gone through says it paid (never sent, or not paid)"
+                .into(),
+        ),
+        (Verdict::Failed, Some(p), _, _) => {
+            Err(format!("{p} says it paid this leg: it cannot be released"))
+        }
+        (Verdict::Failed, None, _, Some(o)) => Err(format!(
+            "{o}: not a refusal, so the money may have moved; it cannot be released"
+        )),
+        (Verdict::Failed, None, Some(_), None) => Ok(()),
+        (Verdict::Failed, None, None, None) if !sent => Ok(()),
+        (Verdict::Failed, None, None, None) => Err(
+            "the leg was sent and no channel has a record of it now: only the channel's own refusal can release it (reconcile against its statement)".into(),
+        ),
     }
 }
 
@@ -180,10 +222,11 @@ pub fn channel_allows(probe: &Probe, verdict: Verdict) -> Result<(), String> {
 /// completes the withdrawal. Returns the event published, if any.
 ///
 /// An operator cannot contradict the machine: the decision takes the withdrawal's lease
-/// (no worker is working on it meanwhile), needs the withdrawal to be in review and the
-/// leg to be in `review` (or `unknown` past its cap, or never sent), and asks every
-/// channel the leg could have gone through first; a verdict the channel contradicts, or
-/// `paid` for a leg no channel knows, is refused with the reason.
+/// (no worker is working on it meanwhile; renewed while the channels are asked), needs
+/// the withdrawal to be in review and the leg to need a person ([`may_decide`]), and
+/// asks every channel the leg could have gone through first ([`channel_allows`]). A
+/// refused verdict says why. Run again after a failure, it finishes what the first run
+/// stored (publishes the stored outcome).
 #[allow(clippy::too_many_arguments)]
 pub async fn resolve(
     settings: &Settings,
@@ -199,10 +242,12 @@ pub async fn resolve(
     if !cfg!(feature = "broken-unguarded-resolve") && !store.take_lease(id, &owner).await? {
         return Err(ReviewError::Busy);
     }
+    let renewal = LeaseRenewal::start(store, id, &owner);
     let decided = decide_under_lease(
         settings, store, publisher, channels, id, leg_id, verdict, reason, &owner,
     )
     .await;
+    drop(renewal);
     // Storing the outcome gave the lease back; every other ending gives it back here.
     if let Err(e) = store.release(id, &owner).await {
         tracing::warn!(error = %e, "could not release the lease; it expires by itself");
@@ -240,95 +285,91 @@ async fn decide_under_lease(
         .iter()
         .find(|l| &l.id == leg_id)
         .ok_or_else(|| ReviewError::NoSuchLeg(id.to_string(), leg_id.to_string()))?;
-    let current = record.legs.get(leg_id.as_str());
-    let now = Utc::now();
+    let current = record.legs.get(leg_id.as_str()).map(|(_, r)| r);
+    let raised = |kind: ReviewKind| record.reviews_raised.iter().any(|k| k == kind.as_str());
     let in_review =
         record.outcome.is_some() || record.in_review || !record.reviews_raised.is_empty();
-    let unknown_past_cap = record
-        .reviews_raised
-        .iter()
-        .any(|k| k == ReviewKind::OutcomeUnknown.as_str());
     may_decide(
-        current.map(|(_, r)| r),
-        verdict,
+        current,
         in_review,
-        unknown_past_cap,
+        raised(ReviewKind::OutcomeUnknown),
+        raised(ReviewKind::Limit),
     )
     .map_err(ReviewError::Refused)?;
-    let next =
-        decide(current.map(|(_, r)| r), leg.channel, verdict, reason, now).map_err(|state| {
-            ReviewError::Contradicts {
-                leg: leg_id.to_string(),
-                state,
-                verdict,
+    let now = Utc::now();
+    let next = decide(current, leg.channel, verdict, reason, now).map_err(|state| {
+        ReviewError::Contradicts {
+            leg: leg_id.to_string(),
+            state,
+            verdict,
+        }
+    })?;
+    if let Some(mut next) = next {
+        let planned = current
+            .and_then(|r| r.route)
+            .unwrap_or_else(|| crate::routing::possible_routes(leg)[0]);
+        let answers = ask_every_route(channels, &w, leg, planned).await;
+        tracing::info!(withdrawal_id = %id, leg_id = %leg_id, ?answers, "asked the channels before the operator's decision");
+        let sent = current.is_some_and(|r| r.route.is_some());
+        channel_allows(&answers, verdict, sent).map_err(ReviewError::Refused)?;
+        if let Probe::Found {
+            route,
+            channel,
+            answer,
+        } = combine(answers)
+        {
+            next.route = Some(route);
+            next.channel = channel;
+            if let ChannelOutcome::Succeeded { reference } = answer {
+                next.reference = Some(reference);
             }
-        })?;
-    let Some(mut next) = next else {
-        return Ok(None); // the record already says so
-    };
-    let planned = next
-        .route
-        .unwrap_or_else(|| crate::routing::possible_routes(leg)[0]);
-    let asked = probe(channels, &w, leg, planned).await;
-    tracing::info!(withdrawal_id = %id, leg_id = %leg_id, answer = ?asked, "asked the channels before the operator's decision");
-    channel_allows(&asked, verdict).map_err(ReviewError::Refused)?;
-    if let Probe::Found {
-        route,
-        channel,
-        answer,
-    } = &asked
-    {
-        next.route = Some(*route);
-        next.channel = *channel;
-        if let ChannelOutcome::Succeeded { reference } = answer {
-            next.reference = Some(reference.clone());
+        }
+        let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        tracing::warn!(withdrawal_id = %id, leg_id = %leg_id, ?verdict, %reason, %operator, "operator decision recorded");
+        let expected = record
+            .legs
+            .get(leg_id.as_str())
+            .map(|(raw, _)| raw.as_str())
+            .unwrap_or("");
+        match store
+            .transition(id, leg_id, expected, &next, None, owner)
+            .await?
+            .0
+        {
+            Transition::Applied { .. } => {}
+            Transition::Stale { .. } | Transition::Lost => return Err(ReviewError::Changed),
         }
     }
-    let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    tracing::warn!(withdrawal_id = %id, leg_id = %leg_id, ?verdict, %reason, %operator, "operator decision recorded");
-    let mut legs: Vec<LegRecord> = Vec::new();
-    for l in &w.legs {
-        let r = if &l.id == leg_id {
-            Some(next.clone())
-        } else {
-            record.legs.get(l.id.as_str()).map(|(_, r)| r.clone())
-        };
-        match r {
-            Some(r) => legs.push(r),
-            None => legs.push(LegRecord::refused(
-                l.channel,
-                "not_started",
-                "leg never started",
-                now,
-            )),
-        }
-    }
-    let all_final = legs.iter().all(|r| r.state.is_final())
-        && w.legs
-            .iter()
-            .all(|l| record.legs.contains_key(l.id.as_str()) || &l.id == leg_id);
-    let outcome = all_final.then(|| {
-        let view: Vec<_> = w.legs.iter().zip(legs.iter()).collect();
-        events::terminal(&w, &view, now).body
-    });
-    let expected = current.map(|(raw, _)| raw.as_str()).unwrap_or("");
-    match store
-        .transition(id, leg_id, expected, &next, outcome.as_deref(), owner)
+    // The outcome follows from the legs as stored now (read again, under the lease):
+    // stored once when every leg is final, and published (again, after a failed run).
+    let record = store
+        .load(id)
         .await?
-        .0
-    {
-        Transition::Applied { .. } => {}
-        Transition::Stale { .. } | Transition::Lost => return Err(ReviewError::Changed),
-    }
-    let stored = match outcome {
-        Some(o) => store.finish(id, &o, owner).await?,
-        None => None,
+        .ok_or_else(|| ReviewError::Unknown(id.to_string()))?;
+    let stored = match record.outcome {
+        Some(stored) => Some(stored),
+        None => {
+            let legs: Option<Vec<LegRecord>> = w
+                .legs
+                .iter()
+                .map(|l| record.legs.get(l.id.as_str()).map(|(_, r)| r.clone()))
+                .collect();
+            match legs {
+                Some(legs) if legs.iter().all(|r| r.state.is_final()) => {
+                    let view: Vec<_> = w.legs.iter().zip(legs.iter()).collect();
+                    let outcome = events::terminal(&w, &view, now).body;
+                    store.finish(id, &outcome, owner).await?
+                }
+                _ => None,
+            }
+        }
     };
     let Some(stored) = stored else {
         return Ok(None);
     };
     let event = Event::from_stored(&stored)
         .ok_or_else(|| ReviewError::Unreadable("stored outcome".into()))?;
+    store.unlist_review(id).await?;
     publisher
         .publish(
             &settings.topology.events_exchange,
@@ -340,7 +381,6 @@ async fn decide_under_lease(
                 .with_message_id(event.id.as_str().into()),
         )
         .await?;
-    store.unlist_review(id).await?;
     Ok(Some(event))
 }
 
@@ -395,55 +435,82 @@ mod tests {
     #[test]
     fn only_legs_that_need_a_person_take_a_verdict() {
         use LegState::*;
-        for verdict in [Verdict::Paid, Verdict::Failed] {
-            // Not in review: the worker is still on it.
-            assert!(may_decide(Some(&rec(Review)), verdict, false, false).is_err());
-            assert!(may_decide(Some(&rec(Review)), verdict, true, false).is_ok());
-            assert!(may_decide(Some(&rec(Sending)), verdict, true, true).is_err());
-            assert!(may_decide(Some(&rec(Pending)), verdict, true, true).is_err());
-            assert!(may_decide(Some(&rec(Unknown)), verdict, true, false).is_err());
-            assert!(may_decide(Some(&rec(Unknown)), verdict, true, true).is_ok());
-        }
-        assert!(may_decide(None, Verdict::Paid, true, true)
-            .unwrap_err()
-            .contains("never sent"));
-        assert!(may_decide(None, Verdict::Failed, true, false).is_ok());
+        // Not in review: the worker is still on it.
+        assert!(may_decide(Some(&rec(Review)), false, false, false).is_err());
+        assert!(may_decide(Some(&rec(Review)), true, false, false).is_ok());
+        assert!(may_decide(Some(&rec(Sending)), true, true, true).is_err());
+        assert!(may_decide(Some(&rec(Pending)), true, true, true).is_err());
+        assert!(may_decide(Some(&rec(Unknown)), true, false, false).is_err());
+        assert!(may_decide(Some(&rec(Unknown)), true, true, false).is_ok());
+        // No record: only a leg a limit held (nothing sent) can be decided; otherwise the
+        // worker could not tell yet whether it was sent.
+        assert!(may_decide(None, true, false, true).is_ok());
+        assert!(may_decide(None, true, true, false).is_err());
     }
 
-    /// A verdict the channel contradicts is refused; one it cannot speak to is too.
-    #[test]
-    fn the_channel_judges_the_verdict() {
-        let found = |answer| Probe::Found {
-            route: RouteTaken::Designated,
-            channel: ChannelKind::Alipay,
-            answer,
+    fn answer(
+        route: RouteTaken,
+        outcome: ChannelOutcome,
+    ) -> (RouteTaken, ChannelKind, ChannelOutcome) {
+        let channel = match route {
+            RouteTaken::Fallback => ChannelKind::Bank,
+            _ => ChannelKind::Alipay,
         };
-        let paid = found(ChannelOutcome::Succeeded {
+        (route, channel, outcome)
+    }
+
+    /// A verdict the channels contradict is refused, as is one they cannot speak to.
+    #[test]
+    fn the_channels_judge_the_verdict() {
+        use RouteTaken::*;
+        let paid = || ChannelOutcome::Succeeded {
             reference: "T1".into(),
-        });
-        let refused = found(ChannelOutcome::Failed {
+        };
+        let refused = || ChannelOutcome::Failed {
             code: "PAYEE_NOT_EXIST".into(),
             reason: "r".into(),
-        });
-        assert!(channel_allows(&paid, Verdict::Paid).is_ok());
-        assert!(channel_allows(&paid, Verdict::Failed)
-            .unwrap_err()
-            .contains("T1"));
-        assert!(channel_allows(&refused, Verdict::Failed).is_ok());
-        assert!(channel_allows(&refused, Verdict::Paid).is_err());
+        };
+        let nf = || ChannelOutcome::NotFound;
+        let allows = |a: Vec<_>, v, sent| channel_allows(&a, v, sent);
+        assert!(allows(
+            vec![answer(Original, paid()), answer(Fallback, nf())],
+            Verdict::Paid,
+            true
+        )
+        .is_ok());
+        let err = allows(vec![answer(Original, paid())], Verdict::Failed, true).unwrap_err();
+        assert!(err.contains("T1"), "{err}");
+        assert!(allows(vec![answer(Original, refused())], Verdict::Failed, true).is_ok());
+        assert!(allows(vec![answer(Original, refused())], Verdict::Paid, true).is_err());
+        // Known on two routes, one paid: it cannot be released, whatever the other says.
+        assert!(allows(
+            vec![answer(Original, refused()), answer(Fallback, paid())],
+            Verdict::Failed,
+            true
+        )
+        .is_err());
         for v in [Verdict::Paid, Verdict::Failed] {
-            assert!(channel_allows(&found(ChannelOutcome::Pending), v).is_err());
-            assert!(channel_allows(
-                &Probe::Inconclusive(ChannelOutcome::Unknown { reason: "x".into() }),
-                v
+            assert!(allows(vec![answer(Original, ChannelOutcome::Pending)], v, true).is_err());
+            let unknown = ChannelOutcome::Unknown { reason: "x".into() };
+            assert!(allows(
+                vec![answer(Original, paid()), answer(Fallback, unknown)],
+                v,
+                true
             )
             .is_err());
-            assert!(
-                channel_allows(&found(ChannelOutcome::Review { reason: "x".into() }), v).is_ok()
-            );
         }
-        assert!(channel_allows(&Probe::NotFound, Verdict::Paid).is_err());
-        assert!(channel_allows(&Probe::NotFound, Verdict::Failed).is_ok());
+        // Not a refusal: may have moved, cannot be released; paid only with a payer.
+        let odd = || ChannelOutcome::Review {
+            reason: "key reused".into(),
+        };
+        assert!(allows(vec![answer(Original, odd())], Verdict::Failed, true).is_err());
+        // Not found anywhere: never sent may be released, sent may not; nothing is paid.
+        let nowhere = || vec![answer(Original, nf()), answer(Fallback, nf())];
+        assert!(allows(nowhere(), Verdict::Failed, false).is_ok());
+        assert!(allows(nowhere(), Verdict::Failed, true).is_err());
+        assert!(allows(nowhere(), Verdict::Paid, false)
+            .unwrap_err()
+            .contains("never sent"));
     }
 
     #[test]

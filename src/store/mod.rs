@@ -547,6 +547,40 @@ impl Store {
     }
 }
 
+/// Renews a lease every third of its time until dropped. If the lease is lost anyway
+/// (Redis restarted, a pause longer than the lease), another worker may start on the
+/// withdrawal: correctness does not rest on the lease, because every leg is queried by
+/// its idempotency key before any resend and the channel refuses to pay a key twice.
+pub struct LeaseRenewal(tokio::task::JoinHandle<()>);
+
+impl LeaseRenewal {
+    pub fn start(store: &Store, id: &WithdrawalId, owner: &LeaseOwner) -> Self {
+        let (store, id, owner) = (store.clone(), id.clone(), owner.clone());
+        let every = std::time::Duration::from_millis((store.lease_ms() / 3).max(1));
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match store.renew(&id, &owner).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(withdrawal_id = %id, "lease lost while working; idempotency keys still guard every leg");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(withdrawal_id = %id, error = %e, "could not renew the lease")
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for LeaseRenewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A leg's field in the withdrawal's hash.
 fn leg_field(leg: &LegId) -> String {
     format!("leg:{}", leg.as_str())

@@ -107,8 +107,10 @@ impl Worker {
                 // the attempt counter, so a lease wait sets it back to 1.
                 #[cfg(feature = "broken-lease-wait-resets-attempt")]
                 let written = headers::ATTEMPT;
+                // The broker's delivery count belongs to the delivery, not to the message:
+                // the re-published copy starts its own (our counters say it was seen).
                 let props = headers::with_headers(
-                    &delivery.properties,
+                    &headers::without_headers(&delivery.properties, &[headers::DELIVERY_COUNT]),
                     &[(written, AMQPValue::LongLongInt(i64::from(deferrals) + 1))],
                 );
                 self.publisher

@@ -34,6 +34,17 @@ pub enum Operation {
 /// may the leg be (re)sent; a key known on two routes goes to a person. `planned`: the
 /// route the leg's record or plan names.
 pub async fn probe(channels: &Channels, w: &Withdrawal, leg: &Leg, planned: RouteTaken) -> Probe {
+    combine(ask_every_route(channels, w, leg, planned).await)
+}
+
+/// Each route's answer for the leg's key (see [`probe`]), uncombined: what an
+/// operator's verdict is judged against.
+pub async fn ask_every_route(
+    channels: &Channels,
+    w: &Withdrawal,
+    leg: &Leg,
+    planned: RouteTaken,
+) -> Vec<(RouteTaken, ChannelKind, ChannelOutcome)> {
     // Deliberately broken build (the old behaviour): only the planned route is asked.
     let routes = if cfg!(feature = "broken-replan-with-clock") {
         vec![planned]
@@ -62,7 +73,7 @@ pub async fn probe(channels: &Channels, w: &Withdrawal, leg: &Leg, planned: Rout
         tracing::info!(leg = %leg.id, channel = %order.channel, route = route.as_str(), answer = ?answer, "queried channel");
         answers.push((route, order.channel, answer));
     }
-    combine(answers)
+    answers
 }
 
 /// The probe's verdict from each route's answer.

@@ -19,13 +19,14 @@ use super::{Decision, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
 use crate::domain::command::{named_withdrawal, parse_json, parse_value};
-use crate::domain::WithdrawalId;
 use crate::domain::{Leg, LegId, RejectCode, Rejection, Withdrawal};
 use crate::events::{self, Event, ReviewKind};
 use crate::limits::{Breach, DailyReservation};
 use crate::ops::METRICS;
-use crate::routing::{order_for, Plan};
-use crate::store::{Claim, LeaseOwner, LegRecord, LegState, Rejected, Store, WithdrawalRecord};
+use crate::routing::{order_for, Plan, RouteTaken};
+use crate::store::{
+    Claim, LeaseOwner, LeaseRenewal, LegRecord, LegState, Rejected, WithdrawalRecord,
+};
 use chrono::Utc;
 use futures_util::future::{self, join_all, FutureExt};
 use lapin::BasicProperties;
@@ -223,9 +224,14 @@ impl Worker {
                 // could have gone through is asked first.
                 match self.reached_a_channel(w).await {
                     Reached::Never => {}
-                    Reached::Yes => {
+                    Reached::Yes(probes) => {
                         tracing::warn!(withdrawal_id = %w.id, limit = breach.limit,
-                            "past a containment limit, but a channel already has a leg: paying on, not holding");
+                            "past a containment limit, but a channel already has a leg: following it, holding the others");
+                        self.hold_unseen_legs(w, owner, &probes, &breach).await?;
+                        let record = match self.store.load(&w.id).await? {
+                            Some(r) => WithdrawalRecord { fresh: false, ..r },
+                            None => return Err(StepError::StateLost),
+                        };
                         return self
                             .work_legs(w, owner, &record, props, true, LegStart::SeenBefore)
                             .await;
@@ -393,25 +399,64 @@ impl Worker {
         if cfg!(feature = "broken-no-probe-before-limits") {
             return Reached::Never;
         }
-        let mut cannot_tell = None;
+        let mut probes = Vec::with_capacity(w.legs.len());
         for leg in &w.legs {
-            let planned = match self.rules.plan_for(w, leg) {
-                Plan::Pay(route) => route,
-                // Refused by the rules: never sent by this plan, but asked on every route.
-                Plan::Refuse { .. } => crate::routing::possible_routes(leg)[0],
-            };
-            match probe(&self.channels, w, leg, planned).await {
-                Probe::NotFound => {}
-                Probe::Found { .. } => return Reached::Yes,
-                Probe::Inconclusive(answer) => {
-                    cannot_tell.get_or_insert(format!("leg {}: {answer:?}", leg.id));
-                }
-            }
+            let planned = self.planned_route(w, leg);
+            probes.push((planned, probe(&self.channels, w, leg, planned).await));
         }
-        match cannot_tell {
+        if probes.iter().any(|(_, p)| matches!(p, Probe::Found { .. })) {
+            return Reached::Yes(probes);
+        }
+        match probes.iter().find_map(|(_, p)| match p {
+            Probe::Inconclusive(answer) => Some(format!("{answer:?}")),
+            _ => None,
+        }) {
             None => Reached::Never,
             Some(why) => Reached::CannotTell(why),
         }
+    }
+
+    /// The route a leg's plan names (the first it could take, if the rules refuse it).
+    fn planned_route(&self, w: &Withdrawal, leg: &Leg) -> RouteTaken {
+        match self.rules.plan_for(w, leg) {
+            Plan::Pay(route) => route,
+            Plan::Refuse { .. } => crate::routing::possible_routes(leg)[0],
+        }
+    }
+
+    /// A withdrawal past a limit that a channel has seen: its legs a channel knows are
+    /// followed to their end, and every other leg is held for a person, never sent (the
+    /// limit still applies to them). A leg no channel knows is recorded as held before
+    /// any send; one a channel could not answer for as in review on its planned route
+    /// (it may have left: a release needs the channel's own refusal).
+    async fn hold_unseen_legs(
+        &self,
+        w: &Withdrawal,
+        owner: &LeaseOwner,
+        probes: &[(RouteTaken, Probe)],
+        breach: &Breach,
+    ) -> Result<(), StepError> {
+        for (leg, (planned, probed)) in w.legs.iter().zip(probes) {
+            let reason = format!(
+                "{}; another leg reached a channel, this one was not sent and is held",
+                breach.reason()
+            );
+            let held = match probed {
+                Probe::Found { .. } => continue,
+                Probe::NotFound => LegRecord::held(leg.channel, &reason, Utc::now()),
+                Probe::Inconclusive(_) => {
+                    let mut r = LegRecord::held(leg.channel, &reason, Utc::now());
+                    r.route = Some(*planned);
+                    r
+                }
+            };
+            // Only where nothing is recorded yet ("" expected): a stale answer means
+            // another pass recorded the leg, and its record stands.
+            self.store
+                .transition(&w.id, &leg.id, "", &held, None, owner)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A withdrawal past a limit whose channels could not all be asked: nothing is
@@ -576,7 +621,8 @@ fn as_recorded(w: &Withdrawal, record: &WithdrawalRecord, reason: &str) -> Vec<L
 /// Whether a withdrawal with no leg records has been seen by a channel.
 enum Reached {
     Never,
-    Yes,
+    /// At least one leg was found: every leg's planned route and probe.
+    Yes(Vec<(RouteTaken, Probe)>),
     CannotTell(String),
 }
 
@@ -584,38 +630,4 @@ enum Reached {
 enum Released {
     WithOutcome,
     No,
-}
-
-/// Renews a lease every third of its time until dropped. If the lease is lost anyway
-/// (Redis restarted, a pause longer than the lease), another worker may start on the
-/// withdrawal: correctness does not rest on the lease, because every leg is queried by
-/// its idempotency key before any resend and the channel refuses to pay a key twice.
-struct LeaseRenewal(tokio::task::JoinHandle<()>);
-
-impl LeaseRenewal {
-    fn start(store: &Store, id: &WithdrawalId, owner: &LeaseOwner) -> Self {
-        let (store, id, owner) = (store.clone(), id.clone(), owner.clone());
-        let every = std::time::Duration::from_millis((store.lease_ms() / 3).max(1));
-        Self(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match store.renew(&id, &owner).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(withdrawal_id = %id, "lease lost while working; idempotency keys still guard every leg");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(withdrawal_id = %id, error = %e, "could not renew the lease")
-                    }
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for LeaseRenewal {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
