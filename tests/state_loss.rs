@@ -332,6 +332,12 @@ async fn an_operator_verdict_is_refused_unless_the_leg_needs_a_person_and_the_ch
     assert_eq!(event.kind, "withdrawal.failed");
     let e = until_event(&mut app, &held, "withdrawal.failed", &[]).await;
     assert_eq!(e["data"]["unfreeze_amount"], "5000.00");
+    // Run again (as after a publish that failed): the stored outcome goes out again.
+    let again = resolve(&app, &store, &channels, &held, Verdict::Failed)
+        .await
+        .unwrap()
+        .expect("the stored outcome");
+    assert_eq!(again.id, event.id);
     assert!(app
         .ledger()
         .await
@@ -729,5 +735,47 @@ async fn queues_declared_without_a_delivery_limit_by_an_older_build_still_work()
     ))
     .await;
     until_event(&mut app, &id, "withdrawal.succeeded", &[]).await;
+    app.teardown().await;
+}
+
+/// Case 2, with two legs: a replay past the age limit where one leg reached its channel
+/// (paid by a worker whose records were lost) and the other never left. The paid leg is
+/// followed; the other is held for a person and never sent, as the limit demands.
+#[tokio::test]
+async fn past_a_limit_only_the_legs_a_channel_has_seen_are_followed() {
+    let mut app = TestApp::spawn("limitlegs", Options::default()).await;
+    app.settings.limits.max_age_secs = 600;
+    let id = unique("wd-limitlegs");
+    let body = json!({
+        "type": "withdrawal.approved", "version": 1, "withdrawal_id": id,
+        "account_id": format!("acct-{id}"), "verified_name": OWNER, "currency": "CNY",
+        "amount": "30.00", "approved_at": (Utc::now() - chrono::Duration::hours(1)).to_rfc3339(),
+        "legs": [transfer_leg("1", "10.00", "zs@example.com"), transfer_leg("2", "20.00", "zs2@example.com")],
+    })
+    .to_string()
+    .into_bytes();
+    // Leg 1 was paid before (its worker's records are gone).
+    let w = parse_command(&body, &["CNY".into()]).unwrap();
+    let order = payout_worker::routing::order_for(&w, &w.legs[0], RouteTaken::Designated).unwrap();
+    let channels = Channels::from_settings(&app.settings).unwrap();
+    assert!(matches!(
+        channels.pay(&order).await,
+        payout_worker::channels::ChannelOutcome::Succeeded { .. }
+    ));
+    app.start_worker();
+    app.publish_signed(&body).await;
+    let e = until_event(&mut app, &id, "withdrawal.review_required", &["limit"]).await;
+    assert_eq!(e["data"]["review_kind"], "leg", "{e}");
+    let legs = e["data"]["legs"].as_array().unwrap();
+    assert_eq!(legs[0]["status"], "succeeded", "{e}");
+    assert_eq!(legs[1]["status"], "review", "{e}");
+    assert_eq!(
+        moved_by_channel(&app, &leg_key(&id, "1")).await,
+        vec![("alipay".to_owned(), 1)]
+    );
+    assert!(
+        moved_by_channel(&app, &leg_key(&id, "2")).await.is_empty(),
+        "the unseen leg was never sent"
+    );
     app.teardown().await;
 }
