@@ -92,6 +92,11 @@ pub fn combine(answers: Vec<(RouteTaken, ChannelKind, ChannelOutcome)>) -> Probe
     match (found.len(), inconclusive) {
         (0, None) => Probe::NotFound,
         (0, Some(answer)) => Probe::Inconclusive(answer),
+        // A refusal on one route says nothing of a route that could not answer: the
+        // money may have moved there, so nothing is released on it.
+        (1, Some(answer)) if matches!(found[0].2, ChannelOutcome::Failed { .. }) => {
+            Probe::Inconclusive(answer)
+        }
         (1, _) => {
             let (route, channel, answer) = found.remove(0);
             Probe::Found {
@@ -229,6 +234,8 @@ mod tests {
             }
             if tells_nothing(&x) || tells_nothing(&y) {
                 prop_assert!(p != Probe::NotFound);
+                let released = matches!(p, Probe::Found { answer: ChannelOutcome::Failed { .. }, .. });
+                prop_assert!(!released, "a refusal beside an unanswered route");
             }
         }
     }
