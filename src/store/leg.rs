@@ -5,6 +5,7 @@
 //!  (none) ──plan refuses──────────────────────────────▶ Failed
 //!  (none) ──about to send──▶ Sending ──answer──▶ Succeeded | Failed | Pending | Unknown | Review
 //!  Sending | Unknown | Pending ──query──▶ same answers; NotFound ──▶ Sending (resend, same key)
+//!  Pending ──query: NotFound (the channel forgot what it accepted)──▶ Review
 //! ```
 //! `Succeeded`, `Failed` and `Review` are never left by the worker (an operator resolves
 //! `Review`). `Sending` is written *before* the request leaves, so a crash mid-call is

@@ -1,6 +1,8 @@
 //! Paying one leg: plan it, record "sending" before the request leaves, call the
 //! channel, record the answer. A leg that may already have been sent is always queried
-//! with its idempotency key first; only "not found" allows a resend, with the same key.
+//! with its idempotency key first, on every route it could have taken (`probe.rs`); only
+//! "not found" everywhere allows a resend, with the same key, and never for a leg the
+//! channel had accepted (that goes to review).
 
 use super::probe::{call_channel, probe, Operation, Probe};
 use super::{StepError, Worker};
