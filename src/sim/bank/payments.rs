@@ -121,13 +121,14 @@ fn checked(p: &PaymentInitiation) -> Option<Checked<'_>> {
     }
 }
 
-/// A creditor account or original transaction id ending in this settles only after
-/// [`SLOW_SETTLE`] (a payout that takes days at a real bank; chaos runs use it).
+/// A creditor account (a credit transfer's, not a return's original transaction id)
+/// ending in this settles only after [`SLOW_SETTLE`] (a payout that takes days at a real
+/// bank; chaos runs use it).
 pub const SLOW_SUFFIX: &str = "0002";
 /// How long a [`SLOW_SUFFIX`] payment stays `ACSP`.
 pub const SLOW_SETTLE: Duration = Duration::from_secs(20);
-/// Ending in this: the gateway answers `503 SERVICE_UNAVAILABLE` to every initiation,
-/// for good; nothing is recorded (an outcome no machine can resolve).
+/// A creditor account ending in this: the gateway answers `503 SERVICE_UNAVAILABLE` to
+/// every initiation, for good; nothing is recorded (an outcome no machine can resolve).
 pub const STUCK_SUFFIX: &str = "0003";
 
 /// `POST /payments`: a new end_to_end_id is recorded (201), a repeat with the same content
@@ -147,7 +148,8 @@ pub fn initiate(
             Some(key),
         );
     };
-    if req.target.ends_with(STUCK_SUFFIX) {
+    let account = |suffix: &str| req.op == OP_TRANSFER && req.target.ends_with(suffix);
+    if account(STUCK_SUFFIX) {
         return Answer::error(503, "SERVICE_UNAVAILABLE", "try again later", Some(key));
     }
     if let Some(seen) = book.get(CHANNEL, key) {
@@ -162,7 +164,7 @@ pub fn initiate(
         return Answer::report(200, &report(seen, now, false));
     }
     let at = now
-        + if req.target.ends_with(SLOW_SUFFIX) {
+        + if account(SLOW_SUFFIX) {
             SLOW_SETTLE.max(settle)
         } else {
             settle
@@ -174,7 +176,7 @@ pub fn initiate(
     } else if req.target.ends_with("0001") {
         let then = Settled::Refused;
         (Fate::Settles { at, then }, 0)
-    } else if settle.is_zero() && !req.target.ends_with(SLOW_SUFFIX) {
+    } else if settle.is_zero() && !account(SLOW_SUFFIX) {
         // No settlement time: an instant payment, settled in the initiation's answer.
         (Fate::Paid, 1)
     } else {
