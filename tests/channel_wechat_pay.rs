@@ -217,23 +217,6 @@ async fn our_balance_too_low_keeps_the_funds_frozen_and_ends_in_review() {
     // Refused before a refund existed: nothing in the ledger, nothing moved.
     assert!(wechat_moves(&app).await.iter().all(|m| *m == 0));
     // And no terminal event follows the review (funds stay frozen for a person).
-    let quiet = tokio::time::timeout(Duration::from_millis(1500), async {
-        loop {
-            let e = app.next_event().await.json();
-            if e["subject"] == id.as_str()
-                && matches!(
-                    e["type"].as_str(),
-                    Some("withdrawal.failed" | "withdrawal.succeeded")
-                )
-            {
-                return e;
-            }
-        }
-    })
-    .await;
-    assert!(
-        quiet.is_err(),
-        "a terminal event after the review: {quiet:?}"
-    );
+    assert_no_terminal_event(&mut app, &id, Duration::from_millis(1500)).await;
     app.teardown().await;
 }

@@ -156,9 +156,23 @@ impl SimControl {
             .map_err(|e| e.to_string())
     }
 
-    /// `POST /sim/forget`: the channels forget every payout still pending.
-    pub async fn forget(&self) -> Result<usize, String> {
-        self.post_count("/sim/forget").await
+    /// `POST /sim/forget`: the channels forget these payouts if they are still pending.
+    pub async fn forget(&self, keys: &[String]) -> Result<usize, String> {
+        let url = self.url.replace("/sim/faults", "/sim/forget");
+        self.http
+            .post(url)
+            .json(keys)
+            .send()
+            .await
+            .map_err(|e| format!("POST /sim/forget: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("POST /sim/forget: {e}"))
+    }
+
+    /// `POST /sim/remember`: the channels remember what they forgot.
+    pub async fn remember(&self) -> Result<usize, String> {
+        self.post_count("/sim/remember").await
     }
 
     /// `POST /sim/windows`: refund deadlines of top-ups, enforced by the channels.
@@ -378,6 +392,47 @@ pub struct Ctx {
     pub term_exits: Mutex<Vec<TermExit>>,
     /// The operator process (fault kind `operator`).
     pub operator: Option<Arc<Operator>>,
+    /// The workers' Redis key prefix (to read which legs they recorded as pending).
+    pub key_prefix: String,
+}
+
+/// The idempotency keys of the legs the run's Redis records as `pending`.
+async fn pending_keys(port: u16, prefix: &str) -> Result<Vec<String>, String> {
+    use crate::domain::{IdempotencyKey, LegId, WithdrawalId};
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+    let read = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let records: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:{{*}}"))
+            .query_async(&mut conn)
+            .await?;
+        let mut keys = Vec::new();
+        for record in records {
+            let id = record
+                .strip_prefix(&format!("{prefix}:{{"))
+                .and_then(|r| r.strip_suffix('}'))
+                .and_then(WithdrawalId::parse);
+            let Some(id) = id else { continue };
+            let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                .arg(&record)
+                .query_async(&mut conn)
+                .await?;
+            for (field, value) in fields {
+                let Some(leg) = field.strip_prefix("leg:").and_then(LegId::parse) else {
+                    continue;
+                };
+                if value.contains("\"state\":\"pending\"") {
+                    keys.push(IdempotencyKey::for_leg(&id, &leg).to_string());
+                }
+            }
+        }
+        Ok::<_, redis::RedisError>(keys)
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| "reading the run's Redis timed out".to_owned())?
+        .map_err(|e| e.to_string())
 }
 
 impl Ctx {
@@ -456,14 +511,16 @@ async fn inject(ctx: &Ctx, f: &PlannedFault) -> FaultRecord {
                 .await
                 .map(|n| format!("closed {n} worker connection(s)"))
         }
-        FaultKind::RedisFlush => ctx
-            .redis
-            .lock()
-            .await
-            .flush()
-            .await
-            .map(|()| "FLUSHALL".to_owned()),
+        FaultKind::RedisFlush => match ctx.sim.remember().await {
+            Err(e) => Err(e),
+            Ok(remembered) => ctx.redis.lock().await.flush().await.map(|()| {
+                format!("FLUSHALL (the channels remembered {remembered} forgotten payout(s) first)")
+            }),
+        },
         FaultKind::RedisRestart => {
+            if let Err(e) = ctx.sim.remember().await {
+                tracing::warn!(error = %e, "the channels could not be made to remember");
+            }
             let mut redis = ctx.redis.lock().await;
             redis.stop().await;
             tokio::time::sleep(f.hold).await;
@@ -474,11 +531,22 @@ async fn inject(ctx: &Ctx, f: &PlannedFault) -> FaultRecord {
                 )
             })
         }
-        FaultKind::ForgetKeys => ctx
-            .sim
-            .forget()
-            .await
-            .map(|n| format!("the channels forgot {n} pending payout(s)")),
+        FaultKind::ForgetKeys => {
+            // Only payouts the workers have recorded as pending: what the worker can
+            // know the channel accepted. With Redis losing that record as well, no
+            // evidence would be left anywhere, so the channels remember again before
+            // any Redis state loss (above): the two never destroy one key's evidence
+            // together.
+            let port = ctx.redis.lock().await.port;
+            match pending_keys(port, &ctx.key_prefix).await {
+                Err(e) => Err(e),
+                Ok(keys) => ctx
+                    .sim
+                    .forget(&keys)
+                    .await
+                    .map(|n| format!("the channels forgot {n} pending payout(s)")),
+            }
+        }
         FaultKind::Operator => match &ctx.operator {
             Some(op) => op.round(at).await,
             None => Err("no operator configured".into()),

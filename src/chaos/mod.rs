@@ -306,6 +306,7 @@ impl Parts {
             term_patience: Duration::from_millis(env::SHUTDOWN_GRACE_MS) + Duration::from_secs(10),
             records: Mutex::default(),
             term_exits: Mutex::default(),
+            key_prefix: rs.redis.key_prefix.clone(),
             operator: kinds.contains(&K::Operator).then(|| {
                 Arc::new(inject::Operator::new(
                     args.seed,

@@ -196,11 +196,18 @@ impl Ledger {
     /// repeats no longer find it, its money still moves when it settles. Returns how
     /// many were forgotten.
     pub fn forget_pending(&self, now: Instant) -> usize {
+        self.forget_pending_of(None, now)
+    }
+
+    /// [`Ledger::forget_pending`], for the records under `only` of these keys (all
+    /// channels) when given.
+    pub fn forget_pending_of(&self, only: Option<&[String]>, now: Instant) -> usize {
         let mut book = self.lock();
         let keys: Vec<(Channel, String)> = book
             .entries
             .iter()
             .filter(|(_, e)| e.state(now) == State::Pending)
+            .filter(|((_, key), _)| only.is_none_or(|keys| keys.contains(key)))
             .map(|(k, _)| k.clone())
             .collect();
         let mut forgotten = self.forgotten();
@@ -210,6 +217,24 @@ impl Ledger {
             }
         }
         keys.len()
+    }
+
+    /// Remembers every forgotten record again whose key has no new record since (a
+    /// resend that opened one stays as it is). Returns how many.
+    pub fn remember_all(&self) -> usize {
+        let mut book = self.lock();
+        let mut forgotten = self.forgotten();
+        let mut n = 0;
+        forgotten.retain(|e| {
+            let slot = (e.channel, e.key.clone());
+            if book.entries.contains_key(&slot) {
+                return true;
+            }
+            book.entries.insert(slot, e.clone());
+            n += 1;
+            false
+        });
+        n
     }
 
     /// Settles every pending record now, as if its settlement time had passed (the end
@@ -353,6 +378,7 @@ mod tests {
         };
         ledger.lock().open(entry("k", slow, 1));
         ledger.lock().open(entry("done", Fate::Paid, 1));
+        assert_eq!(ledger.forget_pending_of(Some(&["other".to_owned()]), t0), 0);
         assert_eq!(ledger.forget_pending(t0), 1);
         assert!(ledger.lock().get("alipay", "k").is_none());
         assert!(ledger.lock().get("alipay", "done").is_some());

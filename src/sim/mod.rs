@@ -199,6 +199,7 @@ pub async fn serve(
         .route("/sim/ledger", get(ledger_view))
         .route("/sim/faults", get(faults_view).post(faults_control))
         .route("/sim/forget", post(forget_pending))
+        .route("/sim/remember", post(remember_all))
         .route("/sim/settle", post(settle_all))
         .route("/sim/windows", post(close_windows))
         .merge(wechat_pay::routes())
@@ -261,9 +262,22 @@ async fn alipay_gateway(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
 }
 
 /// `POST /sim/forget`: the channels forget every payout still pending (chaos fault
-/// `forget_keys`); answers how many.
-async fn forget_pending(State(sim): State<Arc<Sim>>) -> Json<usize> {
-    Json(sim.ledger.forget_pending(Instant::now()))
+/// `forget_keys`), or with a JSON list of idempotency keys only those; answers how many.
+async fn forget_pending(
+    State(sim): State<Arc<Sim>>,
+    keys: Option<Json<Vec<String>>>,
+) -> Json<usize> {
+    let only = keys.map(|Json(k)| k);
+    Json(
+        sim.ledger
+            .forget_pending_of(only.as_deref(), Instant::now()),
+    )
+}
+
+/// `POST /sim/remember`: the channels remember every payout they forgot (unless a new
+/// one was opened under its key since); answers how many.
+async fn remember_all(State(sim): State<Arc<Sim>>) -> Json<usize> {
+    Json(sim.ledger.remember_all())
 }
 
 /// `POST /sim/settle`: every pending payout settles now (the end of a chaos run);

@@ -750,3 +750,26 @@ pub async fn unknown_until_review(tag: &str, amount: &str) -> (TestApp, String, 
     };
     (app, id, review)
 }
+
+/// Asserts that no terminal event about `id` arrives within `wait` (after a review,
+/// the funds stay frozen for a person: nothing may follow by itself).
+pub async fn assert_no_terminal_event(app: &mut TestApp, id: &str, wait: Duration) {
+    let terminal = tokio::time::timeout(wait, async {
+        loop {
+            let e = app.next_event().await.json();
+            if e["subject"] == id
+                && matches!(
+                    e["type"].as_str(),
+                    Some("withdrawal.failed" | "withdrawal.succeeded")
+                )
+            {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(
+        terminal.is_err(),
+        "a terminal event after the review: {terminal:?}"
+    );
+}
