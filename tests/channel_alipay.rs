@@ -22,17 +22,7 @@ async fn our_daily_quota_used_up_keeps_the_funds_frozen_and_ends_in_review() {
         vec![transfer_leg("1", "300.00", "13800130002")],
     ))
     .await;
-    let review = loop {
-        let e = app.next_event().await.json();
-        assert_ne!(
-            e["type"], "withdrawal.failed",
-            "our quota must never release the funds: {e}"
-        );
-        assert_ne!(e["type"], "withdrawal.succeeded", "{e}");
-        if e["type"] == "withdrawal.review_required" && e["subject"] == id.as_str() {
-            break e;
-        }
-    };
+    let review = review_before_any_terminal(&mut app, &id).await;
     assert_ne!(review["data"]["review_kind"], "limit", "{review}");
     let leg = &review["data"]["legs"][0];
     assert_ne!(leg["status"], "failed", "{review}");

@@ -158,21 +158,12 @@ impl SimControl {
 
     /// `POST /sim/forget`: the channels forget these payouts if they are still pending.
     pub async fn forget(&self, keys: &[String]) -> Result<usize, String> {
-        let url = self.url.replace("/sim/faults", "/sim/forget");
-        self.http
-            .post(url)
-            .json(keys)
-            .send()
-            .await
-            .map_err(|e| format!("POST /sim/forget: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("POST /sim/forget: {e}"))
+        self.post_count("/sim/forget", Some(keys)).await
     }
 
     /// `POST /sim/remember`: the channels remember what they forgot.
     pub async fn remember(&self) -> Result<usize, String> {
-        self.post_count("/sim/remember").await
+        self.post_count("/sim/remember", None::<&()>).await
     }
 
     /// `POST /sim/windows`: refund deadlines of top-ups, enforced by the channels.
@@ -180,27 +171,26 @@ impl SimControl {
         &self,
         deadlines: &std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>,
     ) -> Result<usize, String> {
-        let url = self.url.replace("/sim/faults", "/sim/windows");
-        self.http
-            .post(url)
-            .json(deadlines)
-            .send()
-            .await
-            .map_err(|e| format!("POST /sim/windows: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("POST /sim/windows: {e}"))
+        self.post_count("/sim/windows", Some(deadlines)).await
     }
 
     /// `POST /sim/settle`: every pending payout settles now.
     pub async fn settle_all(&self) -> Result<usize, String> {
-        self.post_count("/sim/settle").await
+        self.post_count("/sim/settle", None::<&()>).await
     }
 
-    async fn post_count(&self, path: &str) -> Result<usize, String> {
-        let url = self.url.replace("/sim/faults", path);
-        self.http
-            .post(url)
+    /// A `POST` to one of the simulator's control paths (with a JSON body, if given)
+    /// whose answer is a count.
+    async fn post_count<T: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: Option<&T>,
+    ) -> Result<usize, String> {
+        let mut request = self.http.post(self.url.replace("/sim/faults", path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
             .send()
             .await
             .map_err(|e| format!("POST {path}: {e}"))?

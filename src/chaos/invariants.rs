@@ -241,16 +241,7 @@ pub fn failed_releases_only_unmoved(
         if !seen.insert(e.id.as_str()) {
             continue;
         }
-        let moved: Decimal = w
-            .legs
-            .iter()
-            .map(|l| {
-                moved_by_key
-                    .get(l.key.as_str())
-                    .copied()
-                    .unwrap_or_default()
-            })
-            .sum();
+        let moved = moved_under(w, &moved_by_key);
         let released = e.money("unfreeze_amount").unwrap_or_default();
         if released + moved > w.amount {
             violations.push(format!(
@@ -365,6 +356,19 @@ pub fn no_double_payout(ledger: &[LedgerLine]) -> Verdict {
         ledger.len(),
         violations,
     )
+}
+
+/// What the ledger shows as moved under a withdrawal's leg keys.
+fn moved_under(w: &ExpectedWithdrawal, moved_by_key: &HashMap<&str, Decimal>) -> Decimal {
+    w.legs
+        .iter()
+        .map(|l| {
+            moved_by_key
+                .get(l.key.as_str())
+                .copied()
+                .unwrap_or_default()
+        })
+        .sum()
 }
 
 /// Every authentic withdrawal ends in exactly one of succeeded/failed (repeats carry
@@ -504,16 +508,7 @@ pub fn ledger_matches_events(
     let (mut paid_total, mut review_total, mut unfinished_total) =
         (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
     for w in authentic {
-        let moved: Decimal = w
-            .legs
-            .iter()
-            .map(|l| {
-                moved_by_key
-                    .get(l.key.as_str())
-                    .copied()
-                    .unwrap_or_default()
-            })
-            .sum();
+        let moved = moved_under(w, &moved_by_key);
         known_keys.extend(w.legs.iter().map(|l| l.key.as_str()));
         match terminal.get(w.id.as_str()) {
             Some(e) => {

@@ -433,12 +433,29 @@ impl Builder {
                 legs.push((kind, Twist::None));
             }
         }
+        let built: Vec<(Value, Decimal, Expect)> = legs
+            .into_iter()
+            .enumerate()
+            .map(|(n, (kind, twist))| {
+                let amount = self.amount();
+                let (value, expect) = self.leg(id, &(n + 1).to_string(), kind, twist, amount);
+                (value, amount, expect)
+            })
+            .collect();
+        self.assemble(id, built)
+    }
+
+    /// The command carrying these legs (numbered from 1, in order), and what each is
+    /// designed to come to.
+    fn assemble(
+        &mut self,
+        id: &str,
+        legs: Vec<(Value, Decimal, Expect)>,
+    ) -> (Vec<u8>, ExpectedWithdrawal) {
         let mut wire = Vec::new();
         let mut expected = Vec::new();
-        for (n, (kind, twist)) in legs.into_iter().enumerate() {
+        for (n, (value, amount, expect)) in legs.into_iter().enumerate() {
             let leg_id = (n + 1).to_string();
-            let amount = self.amount();
-            let (value, expect) = self.leg(id, &leg_id, kind, twist, amount);
             wire.push(value);
             expected.push(ExpectedLeg {
                 key: key(id, &leg_id),
@@ -534,29 +551,9 @@ impl Builder {
             "stuck_unknown" => add(self, &mut legs, id, LegKind::BankCard, Twist::Stuck),
             other => unreachable!("{other} is not an extra design"),
         }
-        let mut wire = Vec::new();
-        let mut expected = Vec::new();
-        for (n, (value, amount, expect)) in legs.into_iter().enumerate() {
-            let leg_id = (n + 1).to_string();
-            wire.push(value);
-            expected.push(ExpectedLeg {
-                key: key(id, &leg_id),
-                leg_id,
-                amount,
-                expect,
-            });
-        }
-        let total: Decimal = expected.iter().map(|l| l.amount).sum();
-        let body = self.command(id, yuan(total), json!(wire), 1);
+        let assembled = self.assemble(id, legs);
         self.approved_at = None;
-        (
-            body,
-            ExpectedWithdrawal {
-                id: id.to_owned(),
-                amount: total,
-                legs: expected,
-            },
-        )
+        assembled
     }
 
     /// A `paid_at` whose original-route deadline under the run's rules is `deadline`

@@ -731,24 +731,27 @@ pub async fn unknown_until_review(tag: &str, amount: &str) -> (TestApp, String, 
         vec![transfer_leg("1", amount, "zs@example.com")],
     ))
     .await;
-    let review = loop {
+    let review = review_before_any_terminal(&mut app, &id).await;
+    (app, id, review)
+}
+
+/// Reads events until `id`'s `withdrawal.review_required`; no terminal event may come
+/// before it (an app with one withdrawal: its funds stay frozen until the review).
+pub async fn review_before_any_terminal(app: &mut TestApp, id: &str) -> Value {
+    loop {
         let e = app.next_event().await.json();
-        if e["subject"] != id.as_str() {
-            continue;
-        }
         assert_ne!(
             e["type"], "withdrawal.failed",
-            "unknown must never release funds: {e}"
+            "nothing may be released before the review: {e}"
         );
         assert_ne!(
             e["type"], "withdrawal.succeeded",
-            "every answer was lost: {e}"
+            "nothing was paid before the review: {e}"
         );
-        if e["type"] == "withdrawal.review_required" {
-            break e;
+        if e["type"] == "withdrawal.review_required" && e["subject"] == id {
+            return e;
         }
-    };
-    (app, id, review)
+    }
 }
 
 /// Asserts that no terminal event about `id` arrives within `wait` (after a review,
