@@ -11,6 +11,8 @@ use std::time::Duration;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 pub const DEV_HMAC_KEYS: &str = "dev:dev-secret-do-not-use-in-production";
+/// The development seal key compiled into `config/default.toml`.
+pub const DEV_WORKER_KEYS: &str = "dev-worker:dev-worker-secret-do-not-use-in-production";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -41,6 +43,14 @@ pub struct AmqpSettings {
     pub heartbeat_secs: u16,
     pub connection_name: String,
     pub shutdown_grace_ms: u64,
+    /// The largest command body the worker takes (bytes); a larger one is refused
+    /// `too_large` before anything of it is stored.
+    pub max_command_bytes: usize,
+    /// The most the publisher's AMQP headers may weigh, encoded (bytes; the broker's own
+    /// `x-death` and `x-delivery-count` bookkeeping not counted). Heavier: `too_large`.
+    /// Far below the broker's frame size, so every copy the worker re-publishes, with its
+    /// own headers added, fits in one frame.
+    pub max_header_bytes: usize,
     /// Used with an `amqps://` URL.
     #[serde(default)]
     pub tls: TlsSettings,
@@ -90,6 +100,10 @@ pub struct RedisSettings {
 pub struct AuthSettings {
     pub hmac_keys: SecretString,
     pub publish_key_id: String,
+    /// `id:secret[,id:secret...]`: the workers' own keys for sealing the bookkeeping
+    /// headers of the copies they re-publish ([`crate::auth::Seal`]); the first seals.
+    /// Every worker needs the same list; no publisher may hold it.
+    pub worker_keys: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -332,6 +346,9 @@ impl Settings {
             if let Ok(keys) = std::env::var("PAYOUT_HMAC_KEYS") {
                 builder = builder.set_override("auth.hmac_keys", keys)?;
             }
+            if let Ok(keys) = std::env::var("PAYOUT_WORKER_KEYS") {
+                builder = builder.set_override("auth.worker_keys", keys)?;
+            }
         }
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
@@ -407,6 +424,19 @@ impl Settings {
         }
         crate::auth::KeyRing::parse(self.auth.hmac_keys.expose_secret())
             .map_err(|e| invalid("auth.hmac_keys", e))?;
+        crate::auth::Seal::parse(self.auth.worker_keys.expose_secret())
+            .map_err(|e| invalid("auth.worker_keys", e))?;
+        if self.amqp.max_command_bytes == 0 {
+            return Err(invalid("amqp.max_command_bytes", "must be at least 1"));
+        }
+        // A frame is at least 128 KiB less a little on every broker we support
+        // (RabbitMQ's default frame_max is 131072): room for the worker's own headers.
+        if !(1024..=65_536).contains(&self.amqp.max_header_bytes) {
+            return Err(invalid(
+                "amqp.max_header_bytes",
+                "must be 1024–65536, well below the broker's frame size",
+            ));
+        }
         if self.rules.currencies.is_empty() {
             return Err(invalid("rules.currencies", "needs at least one currency"));
         }
@@ -505,6 +535,14 @@ impl Settings {
         .filter(|(_, path)| path.trim().is_empty())
         .map(|(key, _)| key)
         .collect();
+        if self
+            .auth
+            .worker_keys
+            .expose_secret()
+            .contains(DEV_WORKER_KEYS)
+        {
+            found.insert(0, "auth.worker_keys");
+        }
         if self.uses_dev_hmac_key() {
             found.insert(0, "auth.hmac_keys");
         }
@@ -572,7 +610,7 @@ mod tests {
         assert_eq!(s.rules.bank_window_days_by_bank["ICBC"], 30);
         assert!(s.uses_dev_hmac_key());
         // Development secrets everywhere: fine until the deployment says production.
-        assert_eq!(s.development_secrets().len(), 9);
+        assert_eq!(s.development_secrets().len(), 10);
         assert!(s.check_production(None).is_ok());
         assert!(s.check_production(Some("staging")).is_ok());
         let refused = s
@@ -586,6 +624,7 @@ mod tests {
         );
         let mut real = s.clone();
         real.auth.hmac_keys = SecretString::from("k1:a-real-secret".to_owned());
+        real.auth.worker_keys = SecretString::from("w1:a-workers-only-secret".to_owned());
         for path in [
             &mut real.channels.alipay.app_private_key_file,
             &mut real.channels.alipay.alipay_public_key_file,

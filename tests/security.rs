@@ -38,12 +38,14 @@ fn production_refuses_development_secrets() {
     assert!(text.contains("development secrets"), "{text}");
     for key in [
         "auth.hmac_keys",
+        "auth.worker_keys",
         "channels.alipay.app_private_key_file",
         "channels.bank.gateway_public_key_file",
     ] {
         assert!(text.contains(key), "{key} not named: {text}");
     }
     assert!(!text.contains("dev-secret-do-not-use"), "{text}");
+    assert!(!text.contains("dev-worker-secret"), "{text}");
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 }
 

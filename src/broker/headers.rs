@@ -1,5 +1,6 @@
 //! Reading and writing the AMQP headers this service uses.
 
+use lapin::types::generation::gen_field_table;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 
@@ -11,6 +12,34 @@ pub const ATTEMPT: &str = "x-payout-attempt";
 pub const LEASE_WAITS: &str = "x-payout-lease-waits";
 /// Set by quorum queues on a redelivered message.
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
+/// On a re-published copy whose publisher headers did not fit: how many bytes of them
+/// were left out.
+pub const HEADERS_DROPPED: &str = "x-payout-headers-dropped";
+/// On a dead letter: the publisher's `expiration` property, which the copy does not keep.
+pub const ORIGINAL_EXPIRATION: &str = "x-payout-original-expiration";
+
+/// The broker's own per-delivery bookkeeping: not the publisher's, not carried over to
+/// a copy (the broker writes its own on each), not counted against `max_header_bytes`.
+pub const BROKER_OWNED: &[&str] = &[
+    DELIVERY_COUNT,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+];
+
+/// The headers a copy always keeps, whatever it weighs: the command's signature and the
+/// worker's own bookkeeping (all small).
+const ESSENTIAL: &[&str] = &[
+    crate::auth::KEY_ID_HEADER,
+    crate::auth::SIGNATURE_HEADER,
+    crate::auth::SEAL_HEADER,
+    ATTEMPT,
+    LEASE_WAITS,
+];
 
 /// A header as text, whichever string type the publisher used.
 pub fn text(props: &BasicProperties, name: &str) -> Option<String> {
@@ -63,6 +92,101 @@ pub fn without_headers(props: &BasicProperties, remove: &[&str]) -> BasicPropert
     props.clone().with_headers(FieldTable::from(kept))
 }
 
+/// What a header table weighs on the wire (AMQP field-table encoding).
+pub fn encoded_len(table: &FieldTable) -> usize {
+    gen_field_table::<Vec<u8>>(table)(Vec::new().into())
+        .map(|w| w.write.len())
+        // A table that cannot be encoded could not have been received: weigh it as
+        // too much rather than as nothing.
+        .unwrap_or(usize::MAX)
+}
+
+/// What the publisher's headers weigh, the broker's bookkeeping left out.
+pub fn publisher_header_bytes(props: &BasicProperties) -> usize {
+    match props.headers() {
+        None => 0,
+        Some(_) => encoded_len(
+            without_headers(props, BROKER_OWNED)
+                .headers()
+                .as_ref()
+                .expect("kept"),
+        ),
+    }
+}
+
+/// The properties of a copy the worker re-publishes (a deferral, a dead letter), built
+/// so that it always fits in one frame and the broker treats it like any other:
+/// - headers: the publisher's, without the broker's bookkeeping and `remove`, plus `add`;
+///   if the publisher's would weigh more than `max_header_bytes`, only the signature
+///   and the worker's own survive, and `x-payout-headers-dropped` says how many bytes went;
+/// - persistent; without `expiration` (a dead letter must never expire: on a dead
+///   letter its value is kept as `x-payout-original-expiration`), `priority`, `user_id`
+///   (the broker refuses a `user_id` that is not the publishing connection's own) and
+///   `cluster_id`; every other property as published.
+pub fn republished(
+    props: &BasicProperties,
+    remove: &[&str],
+    add: &[(&str, AMQPValue)],
+    max_header_bytes: usize,
+) -> BasicProperties {
+    let mut table = without_headers(props, BROKER_OWNED)
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    let dropped = encoded_len(&table);
+    if dropped > max_header_bytes {
+        let kept: std::collections::BTreeMap<_, _> = table
+            .inner()
+            .iter()
+            .filter(|(k, _)| ESSENTIAL.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        table = FieldTable::from(kept);
+        let left_out = dropped.saturating_sub(encoded_len(&table));
+        table.insert(
+            HEADERS_DROPPED.into(),
+            AMQPValue::LongLongInt(i64::try_from(left_out).unwrap_or(i64::MAX)),
+        );
+    }
+    let mut table: std::collections::BTreeMap<_, _> = table
+        .inner()
+        .iter()
+        .filter(|(k, _)| !remove.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in add {
+        table.insert((*k).into(), v.clone());
+    }
+    let mut copy = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(FieldTable::from(table));
+    if let Some(v) = props.content_type() {
+        copy = copy.with_content_type(v.clone());
+    }
+    if let Some(v) = props.content_encoding() {
+        copy = copy.with_content_encoding(v.clone());
+    }
+    if let Some(v) = props.correlation_id() {
+        copy = copy.with_correlation_id(v.clone());
+    }
+    if let Some(v) = props.reply_to() {
+        copy = copy.with_reply_to(v.clone());
+    }
+    if let Some(v) = props.message_id() {
+        copy = copy.with_message_id(v.clone());
+    }
+    if let Some(v) = props.timestamp() {
+        copy = copy.with_timestamp(*v);
+    }
+    if let Some(v) = props.kind() {
+        copy = copy.with_type(v.clone());
+    }
+    if let Some(v) = props.app_id() {
+        copy = copy.with_app_id(v.clone());
+    }
+    copy
+}
+
 pub fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
@@ -94,5 +218,55 @@ mod tests {
         let p = without_headers(&p, &[DELIVERY_COUNT]);
         assert_eq!(count(&p, DELIVERY_COUNT), 0);
         assert_eq!(text(&p, ERROR_CODE).as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn a_copy_never_expires_and_always_fits() {
+        let big = "h".repeat(120_000);
+        let published = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id("m-1".into())
+            .with_expiration("3000".into())
+            .with_priority(9)
+            .with_user_id("billing".into())
+            .with_delivery_mode(1);
+        let published = with_headers(
+            &published,
+            &[
+                ("x-billing-trace", long_string("t-1")),
+                (crate::auth::SIGNATURE_HEADER, long_string("v1=ab")),
+                (ATTEMPT, AMQPValue::LongLongInt(4)),
+                ("x-death", long_string("the broker's")),
+                (DELIVERY_COUNT, AMQPValue::LongLongInt(3)),
+            ],
+        );
+        let add = [(ERROR_CODE, long_string("too_large"))];
+        let copy = republished(&published, &[ATTEMPT], &add, 16_384);
+        assert_eq!(copy.expiration(), &None);
+        assert_eq!(copy.priority(), &None);
+        assert_eq!(copy.user_id(), &None);
+        assert_eq!(copy.delivery_mode(), &Some(2));
+        assert_eq!(copy.message_id().as_ref().map(|m| m.as_str()), Some("m-1"));
+        assert_eq!(text(&copy, "x-billing-trace").as_deref(), Some("t-1"));
+        assert_eq!(text(&copy, ERROR_CODE).as_deref(), Some("too_large"));
+        assert_eq!(count(&copy, ATTEMPT), 0, "removed");
+        assert_eq!(count(&copy, DELIVERY_COUNT), 0, "the broker's own");
+        assert_eq!(text(&copy, "x-death"), None);
+        assert_eq!(count(&copy, HEADERS_DROPPED), 0);
+
+        // Publisher headers past the bound: only the signature and ours survive.
+        let heavy = with_headers(&published, &[("x-junk", long_string(&big))]);
+        assert!(publisher_header_bytes(&heavy) > 120_000);
+        let copy = republished(&heavy, &[], &add, 16_384);
+        let weight = encoded_len(copy.headers().as_ref().unwrap());
+        assert!(weight < 1_024, "{weight}");
+        assert_eq!(text(&copy, "x-junk"), None);
+        assert_eq!(text(&copy, "x-billing-trace"), None);
+        assert_eq!(
+            text(&copy, crate::auth::SIGNATURE_HEADER).as_deref(),
+            Some("v1=ab")
+        );
+        assert_eq!(count(&copy, ATTEMPT), 4);
+        assert!(count(&copy, HEADERS_DROPPED) > 120_000);
     }
 }

@@ -52,7 +52,7 @@ fn describe(m: &BasicGetMessage, now_secs: u64) -> Letter {
     let props = &m.delivery.properties;
     let dead_at = headers::count(props, DEAD_AT);
     Letter {
-        code: headers::text(props, ERROR_CODE),
+        code: code(props),
         reason: headers::text(props, ERROR_MESSAGE),
         withdrawal_id: serde_json::from_slice(&m.delivery.data)
             .ok()
@@ -61,6 +61,16 @@ fn describe(m: &BasicGetMessage, now_secs: u64) -> Letter {
         age_secs: (dead_at > 0).then(|| now_secs.saturating_sub(u64::from(dead_at))),
         bytes: m.delivery.data.len(),
     }
+}
+
+/// A letter's code: the worker's `x-payout-error-code`, or, for a message the broker
+/// dead-lettered by itself (past the work queue's delivery limit: one that kept killing
+/// or disconnecting workers before they could settle it), `broker_` and the broker's
+/// reason (`broker_delivery_limit`, `broker_expired`, ...).
+fn code(props: &lapin::BasicProperties) -> Option<String> {
+    headers::text(props, ERROR_CODE).or_else(|| {
+        headers::text(props, "x-first-death-reason").map(|reason| format!("broker_{reason}"))
+    })
 }
 
 fn now_secs() -> u64 {
@@ -152,20 +162,14 @@ pub async fn replay(settings: &Settings, selection: &Selection) -> Result<usize,
             if let Some(h) = props.headers().clone() {
                 let mut clean = FieldTable::default();
                 for (k, v) in h.inner() {
-                    if ![
+                    let dead_letter_only = [
                         ERROR_CODE,
                         ERROR_MESSAGE,
                         DEAD_AT,
-                        "x-death",
-                        "x-first-death-exchange",
-                        "x-first-death-queue",
-                        "x-first-death-reason",
-                        "x-last-death-exchange",
-                        "x-last-death-queue",
-                        "x-last-death-reason",
-                        headers::DELIVERY_COUNT,
-                    ]
-                    .contains(&k.as_str())
+                        headers::ORIGINAL_EXPIRATION,
+                    ];
+                    if !dead_letter_only.contains(&k.as_str())
+                        && !headers::BROKER_OWNED.contains(&k.as_str())
                     {
                         clean.insert(k.clone(), v.clone());
                     }

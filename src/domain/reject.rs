@@ -20,6 +20,9 @@ pub enum RejectCode {
     SignatureInvalid,
     /// An authentic command reuses a withdrawal id with different content.
     DuplicateConflict,
+    /// The body or the AMQP headers are larger than the worker takes
+    /// (`amqp.max_command_bytes`, `amqp.max_header_bytes`).
+    TooLarge,
 }
 
 impl RejectCode {
@@ -33,6 +36,7 @@ impl RejectCode {
             Self::UnsupportedCurrency => "unsupported_currency",
             Self::SignatureInvalid => "signature_invalid",
             Self::DuplicateConflict => "duplicate_conflict",
+            Self::TooLarge => "too_large",
         }
     }
 }

@@ -1,15 +1,19 @@
 //! Every delivery ends in exactly one of these decisions, carried out here and only here.
 //! The reliability story in one place:
 //! - `Ack` only after the outcome is stored and every event it causes is confirmed;
-//! - `Defer` re-publishes the unchanged message to a delay queue (confirmed), then acks;
-//! - `DeadLetter` publishes the unchanged message plus error headers to `payout.dead`
-//!   (confirmed), then acks;
+//! - `Defer` re-publishes the message (body unchanged) to a delay queue with its sealed
+//!   counts (confirmed), then acks;
+//! - `DeadLetter` publishes the message (body unchanged) plus error headers to
+//!   `payout.dead` (confirmed), then acks;
+//! - every copy is built by [`headers::republished`], so it fits in one frame and keeps
+//!   no property that would make the broker expire or reorder it;
 //! - if a re-publish fails, or for `Requeue`, the delivery is nacked back to the queue.
 //!
 //! An ack or nack that fails (or returns `false`) is logged: the broker will redeliver,
 //! which is safe because every step before it is idempotent.
 
-use super::Worker;
+use super::{History, Worker};
+use crate::auth::{SEAL_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers::{self, long_string};
 use crate::broker::topology::{delay_queue, delay_queue_for};
 use crate::domain::Rejection;
@@ -41,9 +45,18 @@ pub enum Decision {
     },
 }
 
+/// A reason as a dead letter carries it: at most 1,000 characters.
+fn bounded(message: &str) -> &str {
+    match message.char_indices().nth(1000) {
+        Some((end, _)) => &message[..end],
+        None => message,
+    }
+}
+
 impl Worker {
-    pub(crate) async fn settle(&self, delivery: &Delivery, decision: Decision) {
+    pub(crate) async fn settle(&self, delivery: &Delivery, history: &History, decision: Decision) {
         let t = &self.settings.topology;
+        let max_header_bytes = self.settings.amqp.max_header_bytes;
         METRICS
             .decisions
             .with_label_values(&[match &decision {
@@ -62,17 +75,18 @@ impl Worker {
                     .dead_letters
                     .with_label_values(&[why.code.as_str()])
                     .inc();
-                let props = headers::with_headers(
-                    &delivery.properties,
-                    &[
-                        (headers::ERROR_CODE, long_string(why.code.as_str())),
-                        (headers::ERROR_MESSAGE, long_string(&why.message)),
-                        (
-                            crate::cli::dlq::DEAD_AT,
-                            AMQPValue::LongLongInt(chrono::Utc::now().timestamp()),
-                        ),
-                    ],
-                );
+                let mut add = vec![
+                    (headers::ERROR_CODE, long_string(why.code.as_str())),
+                    (headers::ERROR_MESSAGE, long_string(bounded(&why.message))),
+                    (
+                        crate::cli::dlq::DEAD_AT,
+                        AMQPValue::LongLongInt(chrono::Utc::now().timestamp()),
+                    ),
+                ];
+                if let Some(e) = delivery.properties.expiration() {
+                    add.push((headers::ORIGINAL_EXPIRATION, long_string(e.as_str())));
+                }
+                let props = headers::republished(&delivery.properties, &[], &add, max_header_bytes);
                 self.publisher
                     .publish(
                         &t.dead_letter,
@@ -88,7 +102,11 @@ impl Worker {
                 delay_ms,
                 counter,
             } => {
-                let deferrals = headers::count(&delivery.properties, counter);
+                let deferrals = if *counter == headers::LEASE_WAITS {
+                    history.lease_waits
+                } else {
+                    history.attempt
+                };
                 let (queue, ms) = match delay_ms {
                     Some(wanted) => delay_queue_for(t, *wanted),
                     None => delay_queue(t, deferrals),
@@ -101,17 +119,39 @@ impl Worker {
                 // The counter the decision names is the one that goes up: a lease wait
                 // must not touch the work's own attempt count (which schedules polls and
                 // raises the outcome-unknown review).
+                let mut next = *history;
                 #[cfg(not(feature = "broken-lease-wait-resets-attempt"))]
-                let written = *counter;
+                if *counter == headers::LEASE_WAITS {
+                    next.lease_waits += 1;
+                } else {
+                    next.attempt += 1;
+                }
                 // Deliberately broken build (the old behaviour): every deferral writes
                 // the attempt counter, so a lease wait sets it back to 1.
                 #[cfg(feature = "broken-lease-wait-resets-attempt")]
-                let written = headers::ATTEMPT;
+                {
+                    next.attempt = deferrals + 1;
+                }
                 // The broker's delivery count belongs to the delivery, not to the message:
                 // the re-published copy starts its own (our counters say it was seen).
-                let props = headers::with_headers(
-                    &headers::without_headers(&delivery.properties, &[headers::DELIVERY_COUNT]),
-                    &[(written, AMQPValue::LongLongInt(i64::from(deferrals) + 1))],
+                // The counts are sealed, so only a worker can have written them.
+                let signature = headers::text(&delivery.properties, SIGNATURE_HEADER);
+                let seal = next.sealed(&self.seal, signature.as_deref().unwrap_or_default());
+                let props = headers::republished(
+                    &delivery.properties,
+                    &[],
+                    &[
+                        (
+                            headers::ATTEMPT,
+                            AMQPValue::LongLongInt(next.attempt.into()),
+                        ),
+                        (
+                            headers::LEASE_WAITS,
+                            AMQPValue::LongLongInt(next.lease_waits.into()),
+                        ),
+                        (SEAL_HEADER, long_string(&seal)),
+                    ],
+                    max_header_bytes,
                 );
                 self.publisher
                     .publish("", &queue, &delivery.data, props)

@@ -6,6 +6,7 @@
 //! in-flight deliveries settled), close, exit.
 
 mod decision;
+pub mod history;
 mod legs;
 mod polling;
 pub mod probe;
@@ -13,8 +14,9 @@ pub mod retry;
 mod step;
 
 pub use decision::Decision;
+pub use history::History;
 
-use crate::auth::KeyRing;
+use crate::auth::{KeyRing, Seal};
 use crate::broker::{self, topology, BrokerError, PublishError, Publisher};
 use crate::channels::{ChannelSetupError, Channels};
 use crate::config::Settings;
@@ -72,6 +74,7 @@ pub enum WorkerError {
 pub struct Worker {
     settings: Arc<Settings>,
     keys: Arc<KeyRing>,
+    seal: Arc<Seal>,
     rules: Arc<Rules>,
     retry: retry::RetryPolicy,
     store: Store,
@@ -88,7 +91,10 @@ impl Worker {
     ) -> Result<Self, WorkerError> {
         let keys = KeyRing::parse(settings.auth.hmac_keys.expose_secret())
             .map_err(|e| WorkerError::Keys(format!("auth.hmac_keys: {e}")))?;
+        let seal = Seal::parse(settings.auth.worker_keys.expose_secret())
+            .map_err(|e| WorkerError::Keys(format!("auth.worker_keys: {e}")))?;
         Ok(Self {
+            seal: Arc::new(seal),
             rules: Arc::new(Rules::from_settings(&settings.rules)),
             retry: retry::RetryPolicy::from_settings(&settings.retry),
             keys: Arc::new(keys),
@@ -142,10 +148,16 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), Worke
             }
         }
     }
-    let mut backoff = Duration::from_millis(200);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+    let mut backoff = FIRST_BACKOFF;
     loop {
+        let began = std::time::Instant::now();
         let session = consume(&settings, &store, &channels, &mut shutdown, &ready).await;
         ready.set(false);
+        if began.elapsed() > Duration::from_secs(30) {
+            // A session that ran a while ended: a new fault, not the same one again.
+            backoff = FIRST_BACKOFF;
+        }
         match session {
             Ok(()) => return Ok(()),
             Err(e) if shutdown.is_triggered() => {
@@ -218,15 +230,14 @@ async fn consume(
             Some(Ok(delivery)) => {
                 METRICS.deliveries_received.inc();
                 let worker = worker.clone();
+                let history =
+                    History::read(&delivery.properties, delivery.redelivered, &worker.seal);
                 // One span per delivery: everything logged while handling it carries the
                 // withdrawal id (recorded once the command is parsed) and the attempt.
                 let span = tracing::info_span!(
                     "delivery",
                     withdrawal_id = tracing::field::Empty,
-                    attempt = crate::broker::headers::count(
-                        &delivery.properties,
-                        crate::broker::headers::ATTEMPT
-                    ),
+                    attempt = history.attempt,
                 );
                 tokio::spawn(
                     async move {
@@ -238,9 +249,9 @@ async fn consume(
                             .ack(lapin::options::BasicAckOptions::default())
                             .await;
                         let decision = worker
-                            .process(&delivery.data, &delivery.properties, delivery.redelivered)
+                            .process(&delivery.data, &delivery.properties, &history)
                             .await;
-                        worker.settle(&delivery, decision).await;
+                        worker.settle(&delivery, &history, decision).await;
                         drop(permit);
                     }
                     .instrument(span),

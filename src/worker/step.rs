@@ -15,7 +15,7 @@
 
 use super::legs::{Announced, LegStart, Pass};
 use super::probe::{probe, Probe};
-use super::{Decision, StepError, Worker};
+use super::{Decision, History, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
 use crate::domain::command::{named_withdrawal, parse_json, parse_value};
@@ -34,15 +34,15 @@ use tracing::Instrument;
 
 impl Worker {
     /// Processes one command and says what to do with its delivery. Never panics on
-    /// input; errors from Redis or the broker become a deferral. `redelivered`: the
-    /// broker's flag (a delivery returned to the queue before).
+    /// input; errors from Redis or the broker become a deferral. `history`: what the
+    /// delivery's trusted headers and the broker say of its past.
     pub async fn process(
         &self,
         body: &[u8],
         props: &BasicProperties,
-        redelivered: bool,
+        history: &History,
     ) -> Decision {
-        match self.try_process(body, props, redelivered).await {
+        match self.try_process(body, props, history).await {
             Ok(decision) => decision,
             Err(e) => {
                 if matches!(e, StepError::Store(_) | StepError::StateLost) {
@@ -62,7 +62,7 @@ impl Worker {
         &self,
         body: &[u8],
         props: &BasicProperties,
-        redelivered: bool,
+        history: &History,
     ) -> Result<Decision, StepError> {
         let key_id = headers::text(props, KEY_ID_HEADER);
         let signature = headers::text(props, SIGNATURE_HEADER);
@@ -81,6 +81,30 @@ impl Worker {
                 why,
             )));
         }
+        // Authentic, so its size is checked next, before anything of it is parsed whole
+        // or stored: an unsigned message is `signature_invalid` whatever it weighs.
+        let bounds = &self.settings.amqp;
+        let header_bytes = headers::publisher_header_bytes(props);
+        let too_large = if body.len() > bounds.max_command_bytes {
+            Some(format!(
+                "the body is {} bytes, more than amqp.max_command_bytes ({})",
+                body.len(),
+                bounds.max_command_bytes
+            ))
+        } else if header_bytes > bounds.max_header_bytes {
+            Some(format!(
+                "the AMQP headers weigh {header_bytes} bytes, more than amqp.max_header_bytes ({})",
+                bounds.max_header_bytes
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = too_large {
+            let named = named_fields(body);
+            return self
+                .reject(&named, Rejection::new(RejectCode::TooLarge, why))
+                .await;
+        }
         let value = match parse_json(body) {
             Ok(v) => v,
             Err(why) => return Ok(Decision::DeadLetter(why)),
@@ -90,8 +114,7 @@ impl Worker {
             Err(why) => return self.reject(&value, why).await,
         };
         tracing::Span::current().record("withdrawal_id", w.id.as_str());
-        self.pay_withdrawal(&w, body, props, redelivered || seen_before(props))
-            .await
+        self.pay_withdrawal(&w, body, history).await
     }
 
     /// Steps 3–7 for a parsed, authentic command.
@@ -99,9 +122,9 @@ impl Worker {
         &self,
         w: &Withdrawal,
         body: &[u8],
-        props: &BasicProperties,
-        seen_before: bool,
+        history: &History,
     ) -> Result<Decision, StepError> {
+        let seen_before = history.seen_before;
         let owner = LeaseOwner::new();
         // A first delivery checks the containment limits before the claim, so that a
         // withdrawal within them is claimed with its legs already recorded as `sending`
@@ -167,9 +190,7 @@ impl Worker {
         // Storing the terminal outcome releases it in the same script; every other
         // ending releases it here.
         let _renewal = LeaseRenewal::start(&self.store, &w.id, &owner);
-        let worked = self
-            .work(w, &owner, record, props, early, seen_before)
-            .await;
+        let worked = self.work(w, &owner, record, history, early).await;
         if !matches!(worked, Ok((_, Released::WithOutcome))) {
             if let Err(e) = self.store.release(&w.id, &owner).await {
                 tracing::warn!(error = %e, "could not release the lease; it expires by itself");
@@ -179,18 +200,16 @@ impl Worker {
     }
 
     /// Pays the legs of a claimed withdrawal and decides what happens to the delivery.
-    /// `early`: the containment limits, if this delivery checked them before the claim;
-    /// `seen_before`: see [`seen_before`].
+    /// `early`: the containment limits, if this delivery checked them before the claim.
     async fn work(
         &self,
         w: &Withdrawal,
         owner: &LeaseOwner,
         record: WithdrawalRecord,
-        props: &BasicProperties,
+        history: &History,
         early: Option<Option<Breach>>,
-        seen_before: bool,
     ) -> Result<(Decision, Released), StepError> {
-        if self.near_delivery_limit(props) {
+        if self.near_delivery_limit(history) {
             // It kept coming back unsettled (requeues after failed re-publishes count
             // towards the broker's limit): tell a person before the broker dead-letters
             // it. The review keeps the record in Redis until it is resolved; the work
@@ -199,7 +218,7 @@ impl Worker {
             let view: Vec<(&Leg, &LegRecord)> = w.legs.iter().zip(held.iter()).collect();
             let reason = format!(
                 "delivered {} times without being settled, near the work queue's delivery limit of {}; funds stay frozen",
-                headers::count(props, headers::DELIVERY_COUNT) + 1,
+                history.delivery_count + 1,
                 self.settings.topology.delivery_limit
             );
             self.raise_review(
@@ -233,11 +252,11 @@ impl Worker {
                             None => return Err(StepError::StateLost),
                         };
                         return self
-                            .work_legs(w, owner, &record, props, true, LegStart::SeenBefore)
+                            .work_legs(w, owner, &record, history, true, LegStart::SeenBefore)
                             .await;
                     }
                     Reached::CannotTell(why) => {
-                        return self.cannot_tell_yet(w, &record, props, &why).await;
+                        return self.cannot_tell_yet(w, &record, history, &why).await;
                     }
                 }
                 METRICS.limit_holds.with_label_values(&[breach.limit]).inc();
@@ -261,12 +280,12 @@ impl Worker {
             // published, again if need be: consumers deduplicate by its id.
             record.legs.values().any(|(_, r)| r.is_unanswered_send())
         };
-        let start = if seen_before {
+        let start = if history.seen_before {
             LegStart::SeenBefore
         } else {
             LegStart::New
         };
-        self.work_legs(w, owner, &record, props, announce, start)
+        self.work_legs(w, owner, &record, history, announce, start)
             .await
     }
 
@@ -277,7 +296,7 @@ impl Worker {
         w: &Withdrawal,
         owner: &LeaseOwner,
         record: &WithdrawalRecord,
-        props: &BasicProperties,
+        history: &History,
         announce: bool,
         start: LegStart,
     ) -> Result<(Decision, Released), StepError> {
@@ -353,7 +372,7 @@ impl Worker {
 
         // Something is still settling or unknown: look again later through the broker,
         // raising review (once per kind) when it takes too long, and keep looking.
-        let deferrals = headers::count(props, headers::ATTEMPT);
+        let deferrals = history.attempt;
         let plan = super::polling::plan(&self.settings, &view, deferrals, Utc::now());
         if let Some((kind, reason)) = plan.review {
             self.raise_review(w, &record.reviews_raised, &view, kind, &reason)
@@ -386,9 +405,9 @@ impl Worker {
     /// The broker gives this delivery at most one more return before it dead-letters
     /// it (`x-delivery-count` counts the earlier deliveries; the broker dead-letters a
     /// message returned once it was delivered more than `delivery_limit` times).
-    fn near_delivery_limit(&self, props: &BasicProperties) -> bool {
+    fn near_delivery_limit(&self, history: &History) -> bool {
         let limit = self.settings.topology.delivery_limit;
-        let count = headers::count(props, headers::DELIVERY_COUNT);
+        let count = history.delivery_count;
         count > 0 && count + 1 >= limit
     }
 
@@ -466,10 +485,10 @@ impl Worker {
         &self,
         w: &Withdrawal,
         record: &WithdrawalRecord,
-        props: &BasicProperties,
+        history: &History,
         why: &str,
     ) -> Result<(Decision, Released), StepError> {
-        let deferrals = headers::count(props, headers::ATTEMPT);
+        let deferrals = history.attempt;
         if deferrals + 1 >= self.settings.retry.max_deferrals {
             let reason = format!(
                 "past a containment limit, and whether a leg reached a channel is still unknown after {} checks ({why}); funds stay frozen",
@@ -593,17 +612,32 @@ impl Worker {
     }
 }
 
-/// Delivered before, by our own headers (a deferral, a lease wait) or the broker's
-/// (`x-delivery-count`; with the `redelivered` flag read by the caller): the leg records
-/// may have been lost, so legs without one are queried before any send.
-fn seen_before(props: &BasicProperties) -> bool {
-    [
-        headers::ATTEMPT,
-        headers::LEASE_WAITS,
-        headers::DELIVERY_COUNT,
-    ]
-    .iter()
-    .any(|h| headers::count(props, h) > 0)
+/// What a refusal before parsing (`too_large`) can say about the command: its
+/// `withdrawal_id`, `account_id`, `currency` and `amount`, read in one pass that skips
+/// everything else without keeping it. Empty if the body is not such a JSON object.
+fn named_fields(body: &[u8]) -> serde_json::Value {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        withdrawal_id: Option<serde_json::Value>,
+        account_id: Option<serde_json::Value>,
+        currency: Option<serde_json::Value>,
+        amount: Option<serde_json::Value>,
+    }
+    let Ok(n) = serde_json::from_slice::<Named>(body) else {
+        return serde_json::Value::Object(Default::default());
+    };
+    let fields = [
+        ("withdrawal_id", n.withdrawal_id),
+        ("account_id", n.account_id),
+        ("currency", n.currency),
+        ("amount", n.amount),
+    ];
+    serde_json::Value::Object(
+        fields
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect(),
+    )
 }
 
 /// Each leg as its record says, for a review event; a leg with no record is shown held
