@@ -562,14 +562,15 @@ mod command {
             })
     }
 
-    /// Fen as the contract allows it written: "12.50", "12.5", "12", "0012.50".
+    /// Fen as the contract allows it written: "12.50", "12.5", "12", "12.0" (never a
+    /// leading zero: the schema's pattern forbids it).
     fn yuan(fen: u64, style: u8) -> String {
         let (int, frac) = (fen / 100, fen % 100);
         match style % 4 {
             0 => format!("{int}.{frac:02}"),
             1 if frac % 10 == 0 => format!("{int}.{}", frac / 10),
             2 if frac == 0 => format!("{int}"),
-            3 => format!("00{int}.{frac:02}"),
+            3 if frac == 0 => format!("{int}.0"),
             _ => format!("{int}.{frac:02}"),
         }
     }
