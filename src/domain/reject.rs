@@ -20,6 +20,9 @@ pub enum RejectCode {
     SignatureInvalid,
     /// An authentic command reuses a withdrawal id with different content.
     DuplicateConflict,
+    /// A time in the command is impossible: a top-up paid after its approval, or in the
+    /// future beyond the allowed clock skew.
+    InvalidTimestamp,
 }
 
 impl RejectCode {
@@ -33,6 +36,7 @@ impl RejectCode {
             Self::UnsupportedCurrency => "unsupported_currency",
             Self::SignatureInvalid => "signature_invalid",
             Self::DuplicateConflict => "duplicate_conflict",
+            Self::InvalidTimestamp => "invalid_timestamp",
         }
     }
 }
