@@ -138,6 +138,9 @@ pub struct LimitsSettings {
     pub account_daily_count: u32,
     /// How old `approved_at` may be when a withdrawal is first claimed.
     pub max_age_secs: u64,
+    /// How far ahead of the worker's clock `approved_at` (held for review past it) and a
+    /// top-up's `paid_at` (refused past it) may be.
+    pub max_clock_skew_secs: u64,
 }
 
 /// A decimal from a TOML string, or from an environment variable (which the loader may
@@ -482,6 +485,12 @@ impl Settings {
                 "must be at most 30 days (2592000)",
             ));
         }
+        if l.max_clock_skew_secs > 86_400 {
+            return Err(invalid(
+                "limits.max_clock_skew_secs",
+                "must be at most 1 day (86400): the daily counters look back that far before an approval",
+            ));
+        }
         if self.retry.max_deferrals == 0 {
             return Err(invalid("retry.max_deferrals", "must be at least 1"));
         }
@@ -715,6 +724,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`limits.max_age_secs`"));
+        let mut s = Settings::defaults();
+        assert_eq!(s.limits.max_clock_skew_secs, 300);
+        s.limits.max_clock_skew_secs = 86_400;
+        assert!(s.validate().is_ok());
+        s.limits.max_clock_skew_secs += 1;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`limits.max_clock_skew_secs`"));
     }
 
     /// What `PAYOUT__CHANNELS__BANK__POLL_SCHEDULE_MS=100,250` hands over: texts.

@@ -5,7 +5,7 @@
 //! is first published and republished from there byte-for-byte, `time` included.
 
 use crate::domain::money::format_amount;
-use crate::domain::{Leg, Rejection, Withdrawal, WithdrawalId};
+use crate::domain::{Leg, Money, Rejection, Withdrawal, WithdrawalId};
 use crate::store::{LegRecord, LegState};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
@@ -201,13 +201,17 @@ pub fn review(
 }
 
 /// `withdrawal.failed` for an authentic command that cannot be processed: nothing was
-/// paid, so everything frozen for it is released. Amount fields are copied when the
-/// command states them readably; `unfreeze_all` tells the funds service to release the
-/// whole frozen sum whatever the command said.
+/// paid, so everything frozen for it is released. `amount` (and `unfreeze_amount`) is
+/// copied only when the command states a valid amount (the contract's pattern, more
+/// than zero), `currency` only when it is a currency code; otherwise they are null.
+/// `unfreeze_all` tells the funds service to release the whole frozen sum whatever the
+/// command said.
 pub fn rejected(command: &Value, id: &WithdrawalId, why: &Rejection, now: DateTime<Utc>) -> Event {
     let text = |f: &str| command.get(f).and_then(Value::as_str).map(str::to_owned);
     // Verbatim, not rounded: the funds service matches it against what it froze.
-    let amount = text("amount").filter(|a| a.parse::<Decimal>().is_ok());
+    let amount = text("amount").filter(|a| Money::parse(a).is_ok());
+    let currency =
+        text("currency").filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()));
     Event::new(
         FAILED,
         id,
@@ -215,7 +219,7 @@ pub fn rejected(command: &Value, id: &WithdrawalId, why: &Rejection, now: DateTi
         json!({
             "withdrawal_id": id,
             "account_id": text("account_id"),
-            "currency": text("currency"),
+            "currency": currency,
             "amount": amount,
             "paid_amount": "0.00",
             "unfreeze_amount": amount,
@@ -284,9 +288,9 @@ mod tests {
         assert_eq!(Event::from_stored(&e.body).unwrap(), e);
     }
 
-    #[test]
-    fn rejected_releases_everything() {
-        let cmd = serde_json::json!({"withdrawal_id": "wd-x", "amount": "12.345"});
+    /// The data of the `withdrawal.failed` for a refused `cmd`, checked against the
+    /// published schema.
+    fn rejected_data(cmd: Value) -> Value {
         let why = Rejection::new(RejectCode::InvalidAmount, "too precise");
         let e = rejected(
             &cmd,
@@ -296,8 +300,52 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&e.body).unwrap();
         assert_eq!(v["type"], FAILED);
-        assert_eq!(v["data"]["unfreeze_all"], true);
-        assert_eq!(v["data"]["failure_code"], "invalid_amount");
-        assert_eq!(v["data"]["unfreeze_amount"], "12.345");
+        let schema: Value = serde_json::from_str(crate::schemas::get(FAILED).unwrap()).unwrap();
+        let errors: Vec<String> = jsonschema::validator_for(&schema)
+            .unwrap()
+            .iter_errors(&v)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}\n{v}");
+        v["data"].clone()
+    }
+
+    #[test]
+    fn rejected_releases_everything() {
+        let d =
+            rejected_data(json!({"withdrawal_id": "wd-x", "amount": "12.5", "currency": "CNY"}));
+        assert_eq!(d["unfreeze_all"], true);
+        assert_eq!(d["failure_code"], "invalid_amount");
+        assert_eq!(d["paid_amount"], "0.00");
+        // Verbatim, as the funds service froze it.
+        assert_eq!(d["amount"], "12.5");
+        assert_eq!(d["unfreeze_amount"], "12.5");
+        assert_eq!(d["currency"], "CNY");
+    }
+
+    /// Only a valid amount is repeated: anything else (a decimal `Decimal` would read
+    /// included) leaves `amount` and `unfreeze_amount` null, with `unfreeze_all`.
+    #[test]
+    fn rejected_repeats_no_invalid_amount() {
+        for bad in [
+            json!("-1"),
+            json!("1e3"),
+            json!("+1.00"),
+            json!("12.345"),
+            json!("01.00"),
+            json!("0.00"),
+            json!(" 1.00"),
+            json!("1234567890123456"),
+            json!(12),
+            json!(null),
+        ] {
+            let d = rejected_data(
+                json!({"withdrawal_id": "wd-x", "amount": bad, "currency": "6222020200112233445"}),
+            );
+            assert_eq!(d["amount"], Value::Null, "{bad}");
+            assert_eq!(d["unfreeze_amount"], Value::Null, "{bad}");
+            assert_eq!(d["currency"], Value::Null, "{bad}");
+            assert_eq!(d["unfreeze_all"], true);
+        }
     }
 }

@@ -4,16 +4,20 @@
 //! (review kind `limit`, the limit named in `reason` and `limit`), its funds stay
 //! frozen, and a person decides (`review resolve`). Checked on a withdrawal's first
 //! claim only, before any leg is sent:
-//! - per command ([`check_command`], pure): each leg's amount, the withdrawal's amount,
-//!   and the age of `approved_at` (which also stops an authentic command replayed after
-//!   its idempotency record expired from Redis);
+//! - per command ([`check_command`], pure): `approved_at` no further ahead of the clock
+//!   than the allowed skew (a future approval would otherwise dodge the age limit for as
+//!   long as it lies), each leg's amount, the withdrawal's amount, and the age of
+//!   `approved_at` (which also stops an authentic command replayed after its idempotency
+//!   record expired from Redis);
 //! - per account and UTC day ([`crate::store::Store::reserve_daily`], one Lua script on
 //!   the account's own keys): the amount and the number of withdrawals, counted against
 //!   the day the withdrawal is first claimed, once per withdrawal id however often (and
 //!   on whichever day) it is delivered again: the script looks for the id on every day
-//!   since its approval, which `max_age_secs` bounds.
+//!   since its approval (less the allowed skew: it may have been counted while its
+//!   approval was still ahead of the clock), which `max_age_secs` bounds.
 
 use crate::config::LimitsSettings;
+use crate::domain::command::ahead_beyond_skew;
 use crate::domain::{Withdrawal, WithdrawalId};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -42,6 +46,15 @@ pub fn check_command(
     limits: &LimitsSettings,
     now: DateTime<Utc>,
 ) -> Option<Breach> {
+    if let Some(ahead) = ahead_beyond_skew(w.approved_at, now, limits.max_clock_skew_secs) {
+        return Some(Breach {
+            limit: "max_clock_skew_secs",
+            detail: format!(
+                "approved_at is {ahead}s in the future, at most {}s allowed",
+                limits.max_clock_skew_secs
+            ),
+        });
+    }
     let age = now.signed_duration_since(w.approved_at);
     if age.num_seconds() > i64::try_from(limits.max_age_secs).unwrap_or(i64::MAX) {
         return Some(Breach {
@@ -91,7 +104,8 @@ pub fn day(now: DateTime<Utc>) -> String {
     now.format("%Y%m%d").to_string()
 }
 
-/// The most days `max_age_secs` may span (config validation holds it to this).
+/// The most days `max_age_secs` may span (config validation holds it to this, and
+/// `max_clock_skew_secs` to one more day).
 pub const MAX_AGE_DAYS: u64 = 30;
 
 /// One withdrawal counted against its account's daily limits (see
@@ -101,7 +115,8 @@ pub struct DailyReservation<'a> {
     pub account_id: &'a str,
     pub id: &'a WithdrawalId,
     /// Today first (where it is counted), then every earlier day back to the day it was
-    /// approved (where an earlier delivery may have counted it already).
+    /// approved, less the allowed clock skew (where an earlier delivery may have counted
+    /// it already: one approved just after midnight may be counted just before).
     pub days: Vec<String>,
     pub cents: i64,
     pub max_cents: i64,
@@ -113,7 +128,14 @@ pub struct DailyReservation<'a> {
 
 impl<'a> DailyReservation<'a> {
     pub fn new(w: &'a Withdrawal, limits: &LimitsSettings, now: DateTime<Utc>) -> Self {
-        let oldest = w.approved_at.min(now);
+        let skew = chrono::Duration::seconds(
+            i64::try_from(limits.max_clock_skew_secs).unwrap_or(i64::MAX),
+        );
+        let oldest = w
+            .approved_at
+            .checked_sub_signed(skew)
+            .unwrap_or(w.approved_at)
+            .min(now);
         let days = (0..=MAX_AGE_DAYS + 1)
             .map(|back| now - chrono::Duration::days(back as i64))
             .take_while(|d| d.date_naive() >= oldest.date_naive())
@@ -145,6 +167,7 @@ mod tests {
             account_daily_amount: Decimal::new(1_000_000, 2),
             account_daily_count: 5,
             max_age_secs: 3600,
+            max_clock_skew_secs: 300,
         }
     }
 
@@ -175,6 +198,19 @@ mod tests {
         assert_eq!(check_command(&old, &l, now).unwrap().limit, "max_age_secs");
         let edge = command(&["100.00"], now - Duration::seconds(3600));
         assert_eq!(check_command(&edge, &l, now), None);
+        let ahead = command(&["100.00"], now + Duration::seconds(301));
+        let b = check_command(&ahead, &l, now).unwrap();
+        assert_eq!(b.limit, "max_clock_skew_secs");
+        assert!(b.reason().contains("301s in the future"), "{}", b.reason());
+        let edge = command(&["100.00"], now + Duration::seconds(300));
+        assert_eq!(check_command(&edge, &l, now), None);
+        let far: DateTime<Utc> = "9999-12-31T23:59:59Z".parse().unwrap();
+        assert_eq!(
+            check_command(&command(&["100.00"], far), &l, now)
+                .unwrap()
+                .limit,
+            "max_clock_skew_secs"
+        );
         let big_leg = command(&["5000.01"], now);
         assert_eq!(
             check_command(&big_leg, &l, now).unwrap().limit,
@@ -211,6 +247,17 @@ mod tests {
         // Approved "in the future" (a skewed clock): counted today only.
         let ahead = command(&["1.00"], now + Duration::days(2));
         assert_eq!(DailyReservation::new(&ahead, &l, now).days, ["20261122"]);
+        // Approved at 00:02 within the skew, counted at 23:59 the day before: a
+        // redelivery after midnight still finds it there.
+        let approved: DateTime<Utc> = "2026-11-23T00:02:00Z".parse().unwrap();
+        let early = command(&["1.00"], approved);
+        let first = DailyReservation::new(&early, &l, approved - Duration::minutes(3));
+        assert_eq!(first.days, ["20261122"]);
+        let again = DailyReservation::new(&early, &l, approved + Duration::minutes(1));
+        assert_eq!(again.days, ["20261123", "20261122"]);
+        // Even at 9999-12-31 the window stays today only.
+        let far = command(&["1.00"], "9999-12-31T23:59:59Z".parse().unwrap());
+        assert_eq!(DailyReservation::new(&far, &l, now).days, ["20261122"]);
     }
 
     proptest! {
@@ -224,9 +271,10 @@ mod tests {
             let now = DateTime::<Utc>::from_timestamp(now_secs, 0).unwrap();
             let w = command(&["1.00"], now - Duration::seconds(age));
             let r = DailyReservation::new(&w, &limits(), now);
+            let oldest = (w.approved_at - Duration::seconds(300)).min(now);
             prop_assert_eq!(&r.days[0], &day(now));
-            prop_assert_eq!(r.days.last().unwrap(), &day(w.approved_at));
-            let span = (now.date_naive() - w.approved_at.date_naive()).num_days();
+            prop_assert_eq!(r.days.last().unwrap(), &day(oldest));
+            let span = (now.date_naive() - oldest.date_naive()).num_days();
             prop_assert_eq!(r.days.len() as i64, span + 1);
             prop_assert!(r.days.len() as u64 <= MAX_AGE_DAYS + 2);
         }

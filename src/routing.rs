@@ -227,9 +227,11 @@ mod tests {
         if fallback {
             leg["fallback_payee"] = json!({"kind": "bank_card", "name": name, "account_no": "6222020200112233445", "bank_name": "ICBC"});
         }
+        // Approved 2026-11-20, or when the top-up was paid if later (never before it).
+        let approved_at = at(paid_at).max(at("2026-11-20T08:00:00Z")).to_rfc3339();
         let cmd = json!({"type": "withdrawal.approved", "version": 1, "withdrawal_id": "wd-1", "account_id": "a",
             "verified_name": "Zhang San", "currency": "CNY", "amount": "10.00",
-            "approved_at": "2026-11-20T08:00:00Z", "legs": [leg]});
+            "approved_at": approved_at, "legs": [leg]});
         parse_command(cmd.to_string().as_bytes(), &["CNY".into()]).unwrap()
     }
 

@@ -23,6 +23,9 @@ pub enum RejectCode {
     /// The body or the AMQP headers are larger than the worker takes
     /// (`amqp.max_command_bytes`, `amqp.max_header_bytes`).
     TooLarge,
+    /// A time in the command is impossible: a top-up paid after its approval, or in the
+    /// future beyond the allowed clock skew.
+    InvalidTimestamp,
 }
 
 impl RejectCode {
@@ -37,6 +40,7 @@ impl RejectCode {
             Self::SignatureInvalid => "signature_invalid",
             Self::DuplicateConflict => "duplicate_conflict",
             Self::TooLarge => "too_large",
+            Self::InvalidTimestamp => "invalid_timestamp",
         }
     }
 }

@@ -18,7 +18,9 @@ use super::probe::{probe, Probe};
 use super::{Decision, History, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
-use crate::domain::command::{named_withdrawal, parse_json, parse_value};
+use crate::domain::command::{
+    check_clock, named_unambiguously, named_withdrawal, parse_json, parse_value,
+};
 use crate::domain::{Leg, LegId, RejectCode, Rejection, Withdrawal};
 use crate::events::{self, Event, ReviewKind};
 use crate::limits::{Breach, DailyReservation};
@@ -107,9 +109,23 @@ impl Worker {
         }
         let value = match parse_json(body) {
             Ok(v) => v,
+            // JSON whose objects repeat a key: refused, and its funds released when it
+            // names its withdrawal unambiguously (nothing else of it is read).
+            Err(why) if why.code == RejectCode::SchemaInvalid => {
+                return match named_unambiguously(body) {
+                    Some(id) => {
+                        let named = serde_json::json!({ "withdrawal_id": id.as_str() });
+                        self.reject(&named, why).await
+                    }
+                    None => Ok(Decision::DeadLetter(why)),
+                };
+            }
             Err(why) => return Ok(Decision::DeadLetter(why)),
         };
-        let w = match parse_value(value.clone(), &self.settings.rules.currencies) {
+        let parsed = parse_value(value.clone(), &self.settings.rules.currencies).and_then(|w| {
+            check_clock(&w, Utc::now(), self.settings.limits.max_clock_skew_secs).map(|()| w)
+        });
+        let w = match parsed {
             Ok(w) => w,
             Err(why) => return self.reject(&value, why).await,
         };

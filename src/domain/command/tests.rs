@@ -145,3 +145,257 @@ proptest! {
         if let Err(e) = parse_value(v, &cny()) { prop_assert!(!e.message.is_empty()); }
     }
 }
+
+// ---- no message echoes a value (issue 15, row 7) ------------------------------------
+
+const CARD: &str = "6222020200112233445";
+const CARD_NUMBER: u64 = 6_222_020_200_112_233_445;
+
+/// Wrong shapes, each holding the card number somewhere.
+fn planted() -> Vec<serde_json::Value> {
+    vec![
+        json!(CARD_NUMBER),
+        json!(CARD),
+        json!(format!("{CARD}.00")),
+        json!(format!("-{CARD}")),
+        json!(format!("{CARD}e3")),
+        json!(format!("2026-11-20T08:00:00Z{CARD}")),
+        json!({ "value": CARD }),
+        json!({ CARD: 1 }),
+        json!([CARD_NUMBER]),
+        json!([CARD]),
+        json!([{ "account_no": CARD_NUMBER }]),
+    ]
+}
+
+/// Every field of the command, as a path from the top (`None`: the example has no such
+/// field there yet; it is added).
+fn every_field() -> Vec<Vec<&'static str>> {
+    let mut paths: Vec<Vec<&str>> = [
+        "type",
+        "version",
+        "withdrawal_id",
+        "account_id",
+        "verified_name",
+        "currency",
+        "amount",
+        "approved_at",
+        "legs",
+    ]
+    .iter()
+    .map(|f| vec![*f])
+    .collect();
+    for leg in ["0", "1"] {
+        for f in [
+            "leg_id",
+            "amount",
+            "route",
+            "channel",
+            "source",
+            "payee",
+            "fallback_payee",
+        ] {
+            paths.push(vec!["legs", leg, f]);
+        }
+        paths.push(vec!["legs", leg]);
+    }
+    for f in ["topup_id", "channel_txn_id", "paid_at", "bank"] {
+        paths.push(vec!["legs", "0", "source", f]);
+    }
+    for (leg, payee) in [("0", "fallback_payee"), ("1", "payee")] {
+        for f in ["kind", "name", "account_no", "bank_name", "branch"] {
+            paths.push(vec!["legs", leg, payee, f]);
+        }
+    }
+    paths
+}
+
+fn set(v: &mut serde_json::Value, path: &[&str], new: serde_json::Value) {
+    let mut at = v;
+    for step in path {
+        at = match step.parse::<usize>() {
+            Ok(i) => &mut at[i],
+            Err(_) => &mut at[*step],
+        };
+    }
+    *at = new;
+}
+
+/// A card number planted in any field, in any wrong shape, never appears in the
+/// refusal's message (which goes to the log, `x-payout-error` and `failure_reason`).
+/// The one exception is by design: `withdrawal_id` and `leg_id` are identifiers and are
+/// echoed as such once valid (a card number is a valid id: a repeated leg id names it).
+#[test]
+fn no_refusal_echoes_a_planted_card_number() {
+    let mut refused = 0;
+    for path in every_field() {
+        for shape in planted() {
+            let mut v = contract_example();
+            set(&mut v, &path, shape.clone());
+            if let Err(e) = parse_command(v.to_string().as_bytes(), &cny()) {
+                refused += 1;
+                assert!(!e.to_string().contains(CARD), "{path:?} = {shape}: {e}");
+            }
+        }
+    }
+    assert!(
+        refused > 300,
+        "only {refused} refusals: the sweep lost its reach"
+    );
+
+    // Unknown keys and values anywhere are ignored, never quoted.
+    let mut v = contract_example();
+    v[CARD] = json!(CARD_NUMBER);
+    v["legs"][1]["payee"][CARD] = json!(CARD);
+    assert!(parse_command(v.to_string().as_bytes(), &cny()).is_ok());
+    // Bodies that are not JSON, or repeat a key, with the number in them.
+    for body in [
+        format!(r#"{{"account_no": {CARD}x}}"#),
+        format!(r#"{{"account_no": "{CARD}"#),
+        format!(r#"{{"account_no": {CARD}, "account_no": "{CARD}"}}"#),
+        format!(r#"{{"{CARD}": 1, "{CARD}": 2}}"#),
+        format!(r#"["{CARD}"]"#),
+        CARD.to_string(),
+        format!("\"{CARD}\""),
+    ] {
+        let e = parse_command(body.as_bytes(), &cny()).unwrap_err();
+        assert!(!e.to_string().contains(CARD), "{body}: {e}");
+    }
+    // The exception: two legs with the same (valid) id.
+    let mut v = contract_example();
+    v["legs"][0]["leg_id"] = json!(CARD);
+    v["legs"][1]["leg_id"] = json!(CARD);
+    let e = parse_command(v.to_string().as_bytes(), &cny()).unwrap_err();
+    assert!(e.message.contains(CARD), "ids are echoed as ids: {e}");
+}
+
+/// A wrong shape names the field's path and what was expected.
+#[test]
+fn a_wrong_shape_names_the_field_and_the_shape() {
+    let mut v = contract_example();
+    v["legs"][1]["payee"]["account_no"] = json!(CARD_NUMBER);
+    let e = parse_command(v.to_string().as_bytes(), &cny()).unwrap_err();
+    assert_eq!(e.code, RejectCode::SchemaInvalid);
+    assert_eq!(
+        e.message,
+        "legs[1].payee.account_no must be a string, not a number"
+    );
+    let mut v = contract_example();
+    v["legs"][0]["source"] = json!([1]);
+    let e = parse_command(v.to_string().as_bytes(), &cny()).unwrap_err();
+    assert_eq!(e.message, "legs[0].source must be an object, not an array");
+    let mut v = contract_example();
+    v["legs"][0]["source"]
+        .as_object_mut()
+        .unwrap()
+        .remove("paid_at");
+    let e = parse_command(v.to_string().as_bytes(), &cny()).unwrap_err();
+    assert_eq!(e.message, "missing field `legs[0].source.paid_at`");
+    let mut v = contract_example();
+    v["amount"] = json!("01.00");
+    let e = parse_command(v.to_string().as_bytes(), &cny()).unwrap_err();
+    assert_eq!(e.code, RejectCode::InvalidAmount);
+    assert!(e.message.starts_with("amount: not a decimal amount"), "{e}");
+}
+
+// ---- a body is read one way only (row 9) --------------------------------------------
+
+#[test]
+fn a_repeated_key_at_any_depth_is_refused() {
+    let example = contract_example().to_string();
+    // Each edit repeats one key: top level, in a leg, in a source, in a payee, in an
+    // object the contract does not name, in an array, and spelled with an escape.
+    for (find, repeat) in [
+        (
+            r#""amount":"1500.00""#,
+            r#""amount":"1500.00","amount":"1.00""#,
+        ),
+        (
+            r#""amount":"500.00""#,
+            r#""amount":"500.00","amount":"500.00""#,
+        ),
+        (
+            r#""paid_at":"2026-03-15T10:00:00Z""#,
+            r#""paid_at":"2026-03-15T10:00:00Z","paid_at":"2026-03-15T10:00:00Z""#,
+        ),
+        (
+            r#""kind":"bank_card","#,
+            r#""kind":"bank_card","kind":"alipay","#,
+        ),
+        (r#""version":1"#, r#""version":1,"extra":{"a":1,"a":1}"#),
+        (
+            r#""version":1"#,
+            r#""version":1,"extra":[{"b":[{"a":1,"a":2}]}]"#,
+        ),
+        (
+            r#""currency":"CNY""#,
+            r#""currency":"CNY","\u0063urrency":"CNY""#,
+        ),
+    ] {
+        assert!(example.contains(find), "{find}");
+        let body = example.replacen(find, repeat, 1);
+        let e = parse_command(body.as_bytes(), &cny()).unwrap_err();
+        assert_eq!(e.code, RejectCode::SchemaInvalid, "{body}: {e}");
+        assert!(e.message.contains("repeats a key"), "{e}");
+        assert_eq!(
+            named_unambiguously(body.as_bytes()).map(|id| id.to_string()),
+            Some("wd-20261120-000123".to_owned())
+        );
+    }
+    // The same keys in different objects are not repeats.
+    assert!(parse_command(example.as_bytes(), &cny()).is_ok());
+    // The id itself twice: nothing is read from the body.
+    let body = example.replacen(
+        r#""withdrawal_id":"wd-20261120-000123""#,
+        r#""withdrawal_id":"wd-20261120-000123","withdrawal_id":"wd-other""#,
+        1,
+    );
+    assert_eq!(
+        parse_command(body.as_bytes(), &cny()).unwrap_err().code,
+        RejectCode::SchemaInvalid
+    );
+    assert_eq!(named_unambiguously(body.as_bytes()), None);
+    assert_eq!(named_unambiguously(b"{\"withdrawal_id\": 1}"), None);
+    assert_eq!(named_unambiguously(b"not json"), None);
+    assert_eq!(named_unambiguously(b"[\"withdrawal_id\"]"), None);
+}
+
+// ---- impossible times (row 6) -------------------------------------------------------
+
+#[test]
+fn a_top_up_paid_after_its_approval_is_refused() {
+    let mut v = contract_example();
+    v["legs"][0]["source"]["paid_at"] = json!("2026-11-20T08:00:01Z");
+    let e = parse_command(v.to_string().as_bytes(), &cny()).unwrap_err();
+    assert_eq!(e.code, RejectCode::InvalidTimestamp);
+    assert!(
+        e.message
+            .starts_with("legs[0].source.paid_at is after approved_at"),
+        "{e}"
+    );
+    // The same instant, written in another offset, is not after it.
+    v["legs"][0]["source"]["paid_at"] = json!("2026-11-20T16:00:00+08:00");
+    assert!(parse_command(v.to_string().as_bytes(), &cny()).is_ok());
+}
+
+#[test]
+fn a_top_up_paid_in_the_future_is_refused_past_the_skew() {
+    let now: DateTime<Utc> = "2026-11-20T08:00:00Z".parse().unwrap();
+    let at = |secs: i64| (now + chrono::Duration::seconds(secs)).to_rfc3339();
+    let mut v = contract_example();
+    v["approved_at"] = json!(at(86_400));
+    v["legs"][0]["source"]["paid_at"] = json!(at(301));
+    let w = parse_command(v.to_string().as_bytes(), &cny()).unwrap();
+    let e = check_clock(&w, now, 300).unwrap_err();
+    assert_eq!(e.code, RejectCode::InvalidTimestamp);
+    assert!(
+        e.message.contains("301s in the future, at most 300s"),
+        "{e}"
+    );
+    v["legs"][0]["source"]["paid_at"] = json!(at(300));
+    let w = parse_command(v.to_string().as_bytes(), &cny()).unwrap();
+    assert_eq!(check_clock(&w, now, 300), Ok(()));
+    // Designated legs have no top-up; the example's own times pass.
+    let w = parse_command(contract_example().to_string().as_bytes(), &cny()).unwrap();
+    assert_eq!(check_clock(&w, now, 0), Ok(()));
+}
