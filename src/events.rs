@@ -212,13 +212,16 @@ pub fn rejected(command: &Value, id: &WithdrawalId, why: &Rejection, now: DateTi
     let amount = text("amount").filter(|a| Money::parse(a).is_ok());
     let currency =
         text("currency").filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()));
+    // Only an account id the contract allows: a refused command's may be anything (a
+    // megabyte of text in a `too_large` one), and this event is stored.
+    let account_id = text("account_id").filter(|a| crate::domain::command::valid_account_id(a));
     Event::new(
         FAILED,
         id,
         now,
         json!({
             "withdrawal_id": id,
-            "account_id": text("account_id"),
+            "account_id": account_id,
             "currency": currency,
             "amount": amount,
             "paid_amount": "0.00",

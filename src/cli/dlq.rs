@@ -88,27 +88,52 @@ where
     Fut: std::future::Future<Output = Result<(), CliError>>,
 {
     let conn = broker::connect(&settings.amqp, "payout-worker-dlq").await?;
-    let channel = conn.create_channel().await?;
-    topology::declare(&conn, &channel, &settings.topology).await?;
     let queue = settings.topology.dead_letter.as_str();
-    let count = channel
-        .queue_declare(
+    // Every request is bounded: a message too large for any AMQP client to read makes
+    // the client close its own connection, and the request would wait for ever.
+    let within = Duration::from_millis(settings.amqp.connect_timeout_ms);
+    let channel = tokio::time::timeout(within, conn.create_channel())
+        .await
+        .map_err(|_| unanswered("opening a channel", within))??;
+    tokio::time::timeout(
+        within,
+        topology::declare(&conn, &channel, &settings.topology),
+    )
+    .await
+    .map_err(|_| unanswered("declaring the topology", within))??;
+    let count = tokio::time::timeout(
+        within,
+        channel.queue_declare(
             queue.into(),
             lapin::options::QueueDeclareOptions {
                 passive: true,
                 ..Default::default()
             },
             FieldTable::default(),
-        )
-        .await?
-        .message_count();
+        ),
+    )
+    .await
+    .map_err(|_| unanswered("counting the dead letters", within))??
+    .message_count();
     // Only the messages there now: a nacked message goes back and must not be read twice.
     let mut held = Vec::new();
     for _ in 0..count {
-        let Some(m) = channel
-            .basic_get(queue.into(), BasicGetOptions::default())
-            .await?
-        else {
+        let got = tokio::time::timeout(
+            within,
+            channel.basic_get(queue.into(), BasicGetOptions::default()),
+        )
+        .await;
+        let Some(m) = (match got {
+            Ok(got) => got?,
+            // The connection is gone under a pending get: the message it was sent was
+            // larger than a frame (the broker adds its own headers when it dead-letters).
+            Err(_) if !conn.status().connected() => {
+                return Err(CliError::Other(format!(
+                    "the next dead letter in {queue} is larger than the broker's frame size with the broker's own headers added, so no AMQP client can read it: read it with the management API (rabbitmqadmin get queue={queue}) or remove it with `dlq purge`"
+                )))
+            }
+            Err(_) => return Err(unanswered("a get", within)),
+        }) else {
             break;
         };
         held.push(m);
@@ -120,6 +145,12 @@ where
     }
     let _ = conn.close(200, "dlq done".into()).await;
     Ok(())
+}
+
+fn unanswered(what: &str, within: Duration) -> CliError {
+    CliError::Other(format!(
+        "the broker did not answer {what} within {within:?}"
+    ))
 }
 
 async fn keep(m: &BasicGetMessage) -> Result<(), CliError> {

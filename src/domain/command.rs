@@ -405,11 +405,15 @@ impl<'de> Visitor<'de> for UnambiguousVisitor {
     }
 }
 
-/// The withdrawal a JSON body whose objects repeat keys names without ambiguity: its
-/// top-level `withdrawal_id`, when that key appears exactly once and holds a valid id.
-/// Nothing else of such a body is read (any other field may read two ways).
-pub fn named_unambiguously(body: &[u8]) -> Option<WithdrawalId> {
-    struct Named(Option<WithdrawalId>);
+/// What a command refused before it could be parsed whole (objects repeating a key, a
+/// body too large) says unambiguously about itself, for its `withdrawal.failed`: its
+/// top-level `withdrawal_id`, `account_id`, `currency` and `amount`, each only when its
+/// key appears exactly once. Read in one pass that keeps nothing else of the body (any
+/// other field may read two ways, or be huge). An empty object if the body is not a
+/// JSON object.
+pub fn named_fields(body: &[u8]) -> Value {
+    const NAMED: [&str; 4] = ["withdrawal_id", "account_id", "currency", "amount"];
+    struct Named(Map<String, Value>);
     struct NamedVisitor;
     impl<'de> Visitor<'de> for NamedVisitor {
         type Value = Named;
@@ -419,18 +423,22 @@ pub fn named_unambiguously(body: &[u8]) -> Option<WithdrawalId> {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named, A::Error> {
-            let mut ids = Vec::new();
+            let mut seen: Vec<(String, Value)> = Vec::new();
             while let Some(key) = map.next_key::<String>()? {
-                if key == "withdrawal_id" {
-                    ids.push(map.next_value::<Value>()?);
+                if NAMED.contains(&key.as_str()) {
+                    let value = map.next_value::<Value>()?;
+                    seen.push((key, value));
                 } else {
                     map.next_value::<de::IgnoredAny>()?;
                 }
             }
-            Ok(Named(match ids.as_slice() {
-                [one] => one.as_str().and_then(WithdrawalId::parse),
-                _ => None,
-            }))
+            let once = |k: &str| seen.iter().filter(|(key, _)| key == k).count() == 1;
+            Ok(Named(
+                seen.iter()
+                    .filter(|(k, _)| once(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ))
         }
     }
     impl<'de> Deserialize<'de> for Named {
@@ -438,7 +446,16 @@ pub fn named_unambiguously(body: &[u8]) -> Option<WithdrawalId> {
             d.deserialize_map(NamedVisitor)
         }
     }
-    serde_json::from_slice::<Named>(body).ok().and_then(|n| n.0)
+    Value::Object(
+        serde_json::from_slice::<Named>(body)
+            .map(|n| n.0)
+            .unwrap_or_default(),
+    )
+}
+
+/// Whether `s` is an `account_id` as the contract allows it (1–128 printable characters).
+pub fn valid_account_id(s: &str) -> bool {
+    text("account_id", s, 128).is_ok()
 }
 
 /// The withdrawal a (possibly invalid) command names, if it names one validly: used to

@@ -65,6 +65,10 @@ pub enum WorkerError {
     ConsumerCancelled,
     #[error("the publishing channel was closed")]
     PublishingClosed,
+    #[error("the broker connection is no longer open")]
+    ConnectionLost,
+    #[error("the broker did not finish setting up the session within {0:?}")]
+    SetupTimeout(Duration),
     #[error("secrets: {0}")]
     Keys(String),
 }
@@ -151,11 +155,21 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), Worke
     const FIRST_BACKOFF: Duration = Duration::from_millis(200);
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let began = std::time::Instant::now();
-        let session = consume(&settings, &store, &channels, &mut shutdown, &ready).await;
+        let mut consumed = false;
+        let session = consume(
+            &settings,
+            &store,
+            &channels,
+            &mut shutdown,
+            &ready,
+            &mut consumed,
+        )
+        .await;
         ready.set(false);
-        if began.elapsed() > Duration::from_secs(30) {
-            // A session that ran a while ended: a new fault, not the same one again.
+        if consumed {
+            // The broker took us and the session broke later (a delivery the client
+            // could not read, a closed connection): come back at once. Backing off is
+            // for a broker that does not answer at all.
             backoff = FIRST_BACKOFF;
         }
         match session {
@@ -184,31 +198,49 @@ async fn consume(
     channels: &Channels,
     shutdown: &mut Shutdown,
     ready: &Readiness,
+    consumed: &mut bool,
 ) -> Result<(), WorkerError> {
     let conn = broker::connect(&settings.amqp, &settings.amqp.connection_name).await?;
-    let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;
-    topology::declare(&conn, publisher.channel(), &settings.topology).await?;
-    let consume_channel = conn.create_channel().await?;
     let prefetch = settings.amqp.prefetch;
-    consume_channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
     let tag = format!("{}-{}", settings.amqp.connection_name, std::process::id());
-    let mut consumer = consume_channel
-        .basic_consume(
-            settings.topology.work_queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    // Every step of the set-up waits for the broker: bounded like the connect itself
+    // (a connection the client closes mid-way, say on a delivery too large to read,
+    // may leave a pending request unanswered for ever).
+    let setup = async {
+        let publisher = Publisher::open(&conn, Duration::from_secs(30)).await?;
+        topology::declare(&conn, publisher.channel(), &settings.topology).await?;
+        let consume_channel = conn.create_channel().await?;
+        consume_channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = consume_channel
+            .basic_consume(
+                settings.topology.work_queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, WorkerError>((publisher, consume_channel, consumer))
+    };
+    let setup_timeout = Duration::from_millis(settings.amqp.connect_timeout_ms);
+    let (publisher, consume_channel, mut consumer) =
+        match tokio::time::timeout(setup_timeout, setup).await {
+            Ok(ready) => ready?,
+            Err(_) => {
+                let _ = conn.close(200, "set-up timed out".into()).await;
+                return Err(WorkerError::SetupTimeout(setup_timeout));
+            }
+        };
     let worker = Worker::new(settings.clone(), store.clone(), channels.clone(), publisher)?;
     let permits = Arc::new(Semaphore::new(usize::from(prefetch)));
     tracing::info!(queue = %settings.topology.work_queue, prefetch, "consuming");
     ready.set(true);
+    *consumed = true;
 
     // A closed publishing channel (a server-side channel close) would make every
-    // settle fail while deliveries keep arriving: check it, and end the session.
+    // settle fail while deliveries keep arriving, and a connection the client closed
+    // itself may leave the consumer stream silent: check both, and end the session.
     let mut health = tokio::time::interval(Duration::from_secs(1));
     let publishing = worker.publisher.channel().clone();
     let ended: Result<(), WorkerError> = loop {
@@ -219,6 +251,11 @@ async fn consume(
         let delivery = tokio::select! {
             _ = shutdown.wait() => break Ok(()),
             _ = health.tick() => {
+                if !conn.status().connected() {
+                    // Closed from our side (a frame the client refused as a protocol
+                    // error): the consumer stream may never say so by itself.
+                    break Err(WorkerError::ConnectionLost);
+                }
                 if publishing.status().connected() {
                     continue;
                 }

@@ -19,7 +19,7 @@ use super::{Decision, History, StepError, Worker};
 use crate::auth::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::broker::headers;
 use crate::domain::command::{
-    check_clock, named_unambiguously, named_withdrawal, parse_json, parse_value,
+    check_clock, named_fields, named_withdrawal, parse_json, parse_value,
 };
 use crate::domain::{Leg, LegId, RejectCode, Rejection, Withdrawal};
 use crate::events::{self, Event, ReviewKind};
@@ -112,13 +112,7 @@ impl Worker {
             // JSON whose objects repeat a key: refused, and its funds released when it
             // names its withdrawal unambiguously (nothing else of it is read).
             Err(why) if why.code == RejectCode::SchemaInvalid => {
-                return match named_unambiguously(body) {
-                    Some(id) => {
-                        let named = serde_json::json!({ "withdrawal_id": id.as_str() });
-                        self.reject(&named, why).await
-                    }
-                    None => Ok(Decision::DeadLetter(why)),
-                };
+                return self.reject(&named_fields(body), why).await;
             }
             Err(why) => return Ok(Decision::DeadLetter(why)),
         };
@@ -626,34 +620,6 @@ impl Worker {
         tracing::info!(event = %event.kind, id = %event.id, "event published");
         Ok(())
     }
-}
-
-/// What a refusal before parsing (`too_large`) can say about the command: its
-/// `withdrawal_id`, `account_id`, `currency` and `amount`, read in one pass that skips
-/// everything else without keeping it. Empty if the body is not such a JSON object.
-fn named_fields(body: &[u8]) -> serde_json::Value {
-    #[derive(serde::Deserialize)]
-    struct Named {
-        withdrawal_id: Option<serde_json::Value>,
-        account_id: Option<serde_json::Value>,
-        currency: Option<serde_json::Value>,
-        amount: Option<serde_json::Value>,
-    }
-    let Ok(n) = serde_json::from_slice::<Named>(body) else {
-        return serde_json::Value::Object(Default::default());
-    };
-    let fields = [
-        ("withdrawal_id", n.withdrawal_id),
-        ("account_id", n.account_id),
-        ("currency", n.currency),
-        ("amount", n.amount),
-    ];
-    serde_json::Value::Object(
-        fields
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-            .collect(),
-    )
 }
 
 /// Each leg as its record says, for a review event; a leg with no record is shown held

@@ -74,6 +74,8 @@ pub struct Options {
     pub own_redis: bool,
     /// Consume the dead-letter queue into `dead` (off for tests of the dlq tooling).
     pub tap_dead: bool,
+    /// The work queue's delivery limit, if not the default.
+    pub delivery_limit: Option<u32>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             own_vhost: false,
             own_redis: false,
             tap_dead: true,
+            delivery_limit: None,
         }
     }
 }
@@ -259,6 +262,9 @@ impl TestApp {
         settings.sim.settle_ms = opts.settle_ms;
         settings.sim.faults = opts.sim_faults;
         settings.sim.fault_kinds = opts.sim_fault_kinds.iter().map(|k| k.to_string()).collect();
+        if let Some(limit) = opts.delivery_limit {
+            settings.topology.delivery_limit = limit;
+        }
         let vhost = opts.own_vhost.then(|| {
             let vhost = unique("vh");
             rabbitmqctl(&["add_vhost", &vhost]);
@@ -344,20 +350,24 @@ impl TestApp {
     /// Closes every broker connection of this test's workers (not the harness's own),
     /// as an operator or a network fault would.
     pub fn close_worker_connections(&self) -> usize {
-        let name = format!(
-            "{{\"connection_name\",\"{}\"}}",
-            self.settings.amqp.connection_name
-        );
-        let listing = rabbitmqctl(&["list_connections", "pid", "client_properties", "--quiet"]);
-        let pids: Vec<&str> = listing
-            .lines()
-            .filter(|l| l.contains(&name))
-            .filter_map(|l| l.split('\t').next())
-            .collect();
+        let pids = self.worker_connections();
         for pid in &pids {
             rabbitmqctl(&["close_connection", pid, "fault injected by test"]);
         }
         pids.len()
+    }
+
+    /// The broker's ids of this test's worker connections (not the harness's own).
+    pub fn worker_connections(&self) -> Vec<String> {
+        let name = format!(
+            "{{\"connection_name\",\"{}\"}}",
+            self.settings.amqp.connection_name
+        );
+        rabbitmqctl(&["list_connections", "pid", "client_properties", "--quiet"])
+            .lines()
+            .filter(|l| l.contains(&name))
+            .filter_map(|l| l.split('\t').next().map(str::to_owned))
+            .collect()
     }
 
     /// Starts a worker in this process (its own broker connection).

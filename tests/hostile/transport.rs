@@ -61,25 +61,12 @@ async fn publish(app: &TestApp, body: &[u8], props: BasicProperties) {
         .expect("the broker takes it");
 }
 
-/// The broker's ids of this test's worker connections.
-fn worker_connections(app: &TestApp) -> Vec<String> {
-    let name = format!(
-        "{{\"connection_name\",\"{}\"}}",
-        app.settings.amqp.connection_name
-    );
-    rabbitmqctl(&["list_connections", "pid", "client_properties", "--quiet"])
-        .lines()
-        .filter(|l| l.contains(&name))
-        .filter_map(|l| l.split('\t').next().map(str::to_owned))
-        .collect()
-}
-
 /// A worker that has paid one withdrawal (so it is connected and consuming); returns the
 /// broker's ids of its connections.
 async fn warmed_up(app: &mut TestApp, tag: &str) -> Vec<String> {
     app.start_worker();
     app.pays_transfers(tag, 1).await;
-    let connections = worker_connections(app);
+    let connections = app.worker_connections();
     assert_eq!(connections.len(), 1, "{connections:?}");
     connections
 }
@@ -136,7 +123,7 @@ async fn an_authentic_command_with_headers_at_the_frame_limit_is_refused_with_a_
     assert_eq!(failed["data"]["failure_code"], "too_large");
     assert_eq!(failed["data"]["paid_amount"], "0.00");
     assert!(channel_moves(&app, "bank").await.is_empty(), "nothing paid");
-    assert_eq!(worker_connections(&app), before, "no reconnect");
+    assert_eq!(app.worker_connections(), before, "no reconnect");
     app.teardown().await;
 }
 
@@ -170,7 +157,7 @@ async fn an_unsigned_message_with_huge_headers_is_dead_lettered_and_others_flow(
     let (terminal, _) = app.terminal_events(1).await;
     assert_eq!(terminal[0]["subject"], after.as_str());
     assert_eq!(terminal[0]["type"], "withdrawal.succeeded");
-    assert_eq!(worker_connections(&app), before, "no reconnect");
+    assert_eq!(app.worker_connections(), before, "no reconnect");
     assert!(app.dead.try_recv().is_err(), "dead-lettered once");
     app.teardown().await;
 }
@@ -436,7 +423,109 @@ async fn a_flood_of_bad_input_is_dead_lettered_once_each_while_the_worker_stays_
         "{} of {samples} not ready: {unready:?}",
         unready.len()
     );
-    assert_eq!(worker_connections(&app), before, "no reconnect");
+    assert_eq!(app.worker_connections(), before, "no reconnect");
     assert!(app.dead.try_recv().is_err(), "no dead letter twice");
+    app.teardown().await;
+}
+
+/// The residue of row 1 the worker cannot prevent: a message published within a few
+/// bytes of the frame limit and returned to the queue once (by a consumer that died,
+/// here the test's own) comes back with the broker's `x-delivery-count` added, larger
+/// than any AMQP client reads. Each delivery costs the worker its connection; it must
+/// reconnect at once rather than back off for minutes, until the broker's delivery
+/// limit moves the message to the dead-letter queue; then everything flows again.
+#[tokio::test]
+async fn a_message_grown_past_the_frame_limit_costs_seconds_not_minutes() {
+    let mut app = TestApp::spawn(
+        "hostile-grown",
+        Options {
+            own_vhost: true,
+            tap_dead: false,
+            delivery_limit: Some(4),
+            ..Options::default()
+        },
+    )
+    .await;
+    let body = b"{\"grown\":true}".to_vec();
+    // As in row 1: it fits as delivered the first time.
+    let table = padded_to(FieldTable::default(), FRAME_PAYLOAD_MAX - 14);
+    publish(&app, &body, props(table)).await;
+    // Delivered once (it fits) and returned: from now on it is too large to deliver.
+    let returned = async {
+        let other = payout_worker::broker::connect(&app.settings.amqp, "hostile-grown-returner")
+            .await
+            .unwrap();
+        let ch = other.create_channel().await.unwrap();
+        let queue = app.settings.topology.work_queue.clone();
+        let mut consumer = ch
+            .basic_consume(
+                queue.as_str().into(),
+                "returner".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let d = futures_util::StreamExt::next(&mut consumer)
+            .await
+            .expect("delivered")
+            .expect("readable the first time");
+        d.nack(lapin::options::BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let _ = other.close(200, "done".into()).await;
+    };
+    tokio::time::timeout(WAIT, returned)
+        .await
+        .expect("returned within the wait");
+
+    app.start_worker();
+    let behind = unique("wd-behind-grown");
+    app.publish_signed(&withdrawal(
+        &behind,
+        vec![transfer_leg("1", "12.00", "zs@example.com")],
+    ))
+    .await;
+    let (terminal, _) = app.terminal_events(1).await;
+    assert_eq!(terminal[0]["subject"], behind.as_str());
+    assert_eq!(terminal[0]["type"], "withdrawal.succeeded");
+    // The broker's own dead-lettering: the message is in the dead-letter queue (its
+    // statistics follow within seconds).
+    let vhost = app.vhost.clone().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let listing = rabbitmqctl(&[
+            "list_queues",
+            "-p",
+            &vhost,
+            "name",
+            "messages",
+            "--quiet",
+            "--no-table-headers",
+        ]);
+        let dead = listing
+            .lines()
+            .find(|l| l.split('\t').next() == Some(app.settings.topology.dead_letter.as_str()))
+            .unwrap_or_else(|| panic!("{listing}"))
+            .to_owned();
+        if dead.ends_with("\t1") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never dead-lettered: {listing}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Ops listing it are told why it cannot be read and what to do, not left waiting.
+    let mut quick = app.settings.clone();
+    quick.amqp.connect_timeout_ms = 2_000;
+    let listed = payout_worker::cli::dlq::list(&quick).await;
+    let why = listed.expect_err("no AMQP client reads it").to_string();
+    assert!(why.contains("no AMQP client can read it"), "{why}");
+    assert!(why.contains("dlq purge"), "{why}");
     app.teardown().await;
 }
