@@ -29,6 +29,20 @@ pub enum RejectCode {
 }
 
 impl RejectCode {
+    /// Every code (a new one goes here too: the documentation test reads this list).
+    pub const ALL: [RejectCode; 10] = [
+        Self::MalformedJson,
+        Self::SchemaInvalid,
+        Self::UnsupportedVersion,
+        Self::InvalidAmount,
+        Self::AmountMismatch,
+        Self::UnsupportedCurrency,
+        Self::SignatureInvalid,
+        Self::DuplicateConflict,
+        Self::TooLarge,
+        Self::InvalidTimestamp,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MalformedJson => "malformed_json",
@@ -58,6 +72,37 @@ impl Rejection {
         Self {
             code,
             message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RejectCode;
+
+    /// The published interface lists exactly the codes the worker uses: the AsyncAPI
+    /// document's enum, and the README's list of reject codes.
+    #[test]
+    fn every_code_is_documented() {
+        let asyncapi = include_str!("../../docs/asyncapi.yaml");
+        let line = asyncapi
+            .lines()
+            .find(|l| l.trim_start().starts_with("enum: [malformed_json"))
+            .expect("the dead-letter code enum");
+        let listed: Vec<&str> = line
+            .trim()
+            .trim_start_matches("enum: [")
+            .trim_end_matches(']')
+            .split(", ")
+            .collect();
+        let ours: Vec<&str> = RejectCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, ours);
+        let readme = include_str!("../../README.md");
+        for code in ours {
+            assert!(
+                readme.contains(&format!("`{code}`")),
+                "{code} not in README"
+            );
         }
     }
 }

@@ -378,6 +378,7 @@ async fn a_flood_of_bad_input_is_dead_lettered_once_each_while_the_worker_stays_
     });
 
     let oversized = n / 2;
+    let flood_began = std::time::Instant::now();
     let mut expected = std::collections::HashMap::new();
     for i in 0..n {
         let (body, mut table, code) = if i == oversized {
@@ -393,7 +394,9 @@ async fn a_flood_of_bad_input_is_dead_lettered_once_each_while_the_worker_stays_
         expected.insert(i.to_string(), code);
         publish(&app, &body, props(table)).await;
     }
+    let flooded = flood_began.elapsed();
     let behind = unique("wd-behind-flood");
+    let behind_at = std::time::Instant::now();
     app.publish_signed(&withdrawal(
         &behind,
         vec![transfer_leg("1", "12.00", "zs@example.com")],
@@ -415,6 +418,7 @@ async fn a_flood_of_bad_input_is_dead_lettered_once_each_while_the_worker_stays_
     let (terminal, _) = app.terminal_events(1).await;
     assert_eq!(terminal[0]["subject"], behind.as_str());
     assert_eq!(terminal[0]["type"], "withdrawal.succeeded");
+    let behind_took = behind_at.elapsed();
     stop.send(()).unwrap();
     let (samples, unready) = sampler.await.unwrap();
     assert!(samples > 0);
@@ -422,6 +426,13 @@ async fn a_flood_of_bad_input_is_dead_lettered_once_each_while_the_worker_stays_
         unready.is_empty(),
         "{} of {samples} not ready: {unready:?}",
         unready.len()
+    );
+    // For bench/hostile-flood (measured, never asserted on).
+    eprintln!(
+        "FLOOD messages={n} published_in_ms={} publish_rate_per_s={:.0} authentic_behind_ms={} readyz_samples={samples} readyz_not_200=0",
+        flooded.as_millis(),
+        n as f64 / flooded.as_secs_f64(),
+        behind_took.as_millis()
     );
     assert_eq!(app.worker_connections(), before, "no reconnect");
     assert!(app.dead.try_recv().is_err(), "no dead letter twice");
