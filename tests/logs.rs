@@ -11,21 +11,7 @@ use std::collections::HashSet;
 async fn json_logs_carry_ids_and_never_personal_data_or_secrets() {
     let mut app = TestApp::spawn("logs", Options::default()).await;
     app.settings.channels.bank.settlement.poll_schedule_ms = vec![100, 200];
-    let log_path = std::env::temp_dir().join(format!("{}.log", unique("payout-logs")));
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_payout-worker"))
-        .arg("run")
-        .envs(env_for(&app.settings))
-        .env("PAYOUT__LOG__FORMAT", "json")
-        .env(
-            "RUST_LOG",
-            "debug,lapin=info,hyper=info,reqwest=info,h2=info,amq_protocol=info",
-        )
-        .stdout(log_file)
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let worker = LoggedWorker::start(&app.settings, "payout-logs");
 
     let card = "6222020200112233445";
     let mut ids = HashSet::new();
@@ -43,15 +29,7 @@ async fn json_logs_carry_ids_and_never_personal_data_or_secrets() {
         ids.insert(id);
     }
     app.until_terminal(&ids).await;
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(child.wait().await.unwrap().success());
-
-    let text = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
+    let text = worker.stop_and_read_log().await;
     assert!(!text.is_empty());
     for forbidden in [
         card,

@@ -612,6 +612,46 @@ pub fn env_for(s: &Settings) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The real binary as a worker for an app, logging JSON at `debug` to a file of its own.
+pub struct LoggedWorker {
+    child: tokio::process::Child,
+    log_path: std::path::PathBuf,
+}
+
+impl LoggedWorker {
+    pub fn start(s: &Settings, tag: &str) -> Self {
+        let log_path = std::env::temp_dir().join(format!("{}.log", unique(tag)));
+        let log_file = std::fs::File::create(&log_path).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_payout-worker"))
+            .arg("run")
+            .envs(env_for(s))
+            .env("PAYOUT__LOG__FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                "debug,lapin=info,hyper=info,reqwest=info,h2=info,amq_protocol=info",
+            )
+            .stdout(log_file)
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Self { child, log_path }
+    }
+
+    /// Stops it with SIGTERM (it must exit 0) and returns everything it logged.
+    pub async fn stop_and_read_log(mut self) -> String {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(self.child.wait().await.unwrap().success());
+        let log = std::fs::read_to_string(&self.log_path).unwrap();
+        let _ = std::fs::remove_file(&self.log_path);
+        log
+    }
+}
+
 /// Starts the real binary as a worker for this app.
 pub fn spawn_binary_worker(s: &Settings) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_payout-worker"))

@@ -238,20 +238,7 @@ async fn a_top_up_paid_after_approval_or_in_the_future_is_refused() {
 #[tokio::test]
 async fn a_card_number_in_a_refused_command_leaks_nowhere() {
     let mut app = TestApp::spawn("hostile-leak", Options::default()).await;
-    let log_path = std::env::temp_dir().join(format!("{}.log", unique("payout-hostile-leak")));
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_payout-worker"))
-        .arg("run")
-        .envs(env_for(&app.settings))
-        .env(
-            "RUST_LOG",
-            "debug,lapin=info,hyper=info,reqwest=info,h2=info,amq_protocol=info",
-        )
-        .stdout(log_file)
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let worker = LoggedWorker::start(&app.settings, "payout-hostile-leak");
 
     let card_leg = json!({"leg_id": "1", "amount": "10.00", "route": "designated", "channel": "bank",
         "payee": {"kind": "bank_card", "name": "Zhang San", "account_no": CARD, "bank_name": "ICBC"}});
@@ -287,14 +274,7 @@ async fn a_card_number_in_a_refused_command_leaks_nowhere() {
         ),
     ];
     let out = refused(&mut app, &bodies).await;
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(child.wait().await.unwrap().success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
+    let log = worker.stop_and_read_log().await;
 
     assert_eq!(out[&number].code, "schema_invalid");
     assert_eq!(

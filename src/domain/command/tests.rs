@@ -409,3 +409,34 @@ fn a_top_up_paid_in_the_future_is_refused_past_the_skew() {
     let w = parse_command(contract_example().to_string().as_bytes(), &cny()).unwrap();
     assert_eq!(check_clock(&w, now, 0), Ok(()));
 }
+
+/// `amqp.max_command_bytes` refuses no command the schema allows, written compactly: the
+/// largest (64 legs, each with a source and a fallback card, every text at its longest
+/// in 4-byte characters) parses and fits.
+#[test]
+fn the_largest_valid_command_fits_the_default_size_bound() {
+    let wide = |n: usize| "\u{20000}".repeat(n);
+    let ascii = |n: usize| "w".repeat(n);
+    let legs: Vec<serde_json::Value> = (0..MAX_LEGS)
+        .map(|i| {
+            json!({
+                "leg_id": format!("{i:0>64}"), "amount": "15000000000000.00",
+                "route": "original", "channel": "wechat_pay",
+                "source": {"topup_id": wide(64), "channel_txn_id": wide(64),
+                           "paid_at": "2026-11-01T08:00:00.123456789+08:00", "bank": wide(64)},
+                "fallback_payee": {"kind": "bank_card", "name": wide(128), "account_no": wide(64),
+                                   "bank_name": wide(64), "branch": wide(128)},
+            })
+        })
+        .collect();
+    let command = json!({
+        "type": "withdrawal.approved", "version": 1, "withdrawal_id": ascii(64),
+        "account_id": wide(128), "verified_name": wide(128), "currency": "CNY",
+        "amount": "960000000000000.00", "approved_at": "2026-11-20T08:00:00.123456789+08:00",
+        "legs": legs,
+    });
+    let body = serde_json::to_vec(&command).unwrap();
+    parse_command(&body, &cny()).expect("the largest valid command");
+    let bound = crate::config::Settings::defaults().amqp.max_command_bytes;
+    assert!(body.len() <= bound, "{} bytes > {bound}", body.len());
+}
