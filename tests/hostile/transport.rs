@@ -140,7 +140,8 @@ async fn an_unsigned_message_with_huge_headers_is_dead_lettered_and_others_flow(
         &unique("wd-unsigned"),
         vec![transfer_leg("1", "9.00", "zs@example.com")],
     );
-    let table = padded_to(FieldTable::default(), 130_900);
+    // ~131 kB: a frame with room for the publisher's headers, not for the worker's too.
+    let table = padded_to(FieldTable::default(), FRAME_PAYLOAD_MAX - 60);
     publish(&app, &body, props(table)).await;
     let after = unique("wd-behind");
     app.publish_signed(&withdrawal(
@@ -545,7 +546,9 @@ async fn a_message_grown_past_the_frame_limit_costs_seconds_not_minutes() {
     // Ops listing it are told why it cannot be read and what to do, not left waiting.
     let mut quick = app.settings.clone();
     quick.amqp.connect_timeout_ms = 2_000;
-    let listed = payout_worker::cli::dlq::list(&quick).await;
+    let listed = tokio::time::timeout(WAIT, payout_worker::cli::dlq::list(&quick))
+        .await
+        .expect("dlq list answers, not waits for ever");
     let why = listed.expect_err("no AMQP client reads it").to_string();
     assert!(why.contains("no AMQP client can read it"), "{why}");
     assert!(why.contains("dlq purge"), "{why}");
