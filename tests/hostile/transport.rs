@@ -204,7 +204,24 @@ async fn a_dead_letter_never_expires() {
 /// redeliveries count), and the payout settles on the first tier.
 #[tokio::test]
 async fn forged_bookkeeping_headers_change_nothing() {
-    let mut app = TestApp::spawn("hostile-forged", Options::default()).await;
+    // The bank settles after 3 s, longer than the in-process polling: the payout is
+    // deferred, and its first settlement check is scheduled by the attempt count.
+    let mut app = TestApp::spawn(
+        "hostile-forged",
+        Options {
+            settle_ms: 3_000,
+            ..Options::default()
+        },
+    )
+    .await;
+    app.settings.retry.in_process_budget_ms = 100;
+    // A schedule ending in the slowest tier a real deployment has (300 s): a payout's
+    // first checks come each second, unless its attempt count says it is old.
+    app.settings.channels.bank.settlement.poll_schedule_ms = vec![1000, 1000, 1000, 1000, 300_000];
+    app.settings.topology.delay_tiers_ms = vec![100, 300, 600, 1000, 300_000];
+    payout_worker::broker::topology::declare(&app.conn, &app.channel, &app.settings.topology)
+        .await
+        .unwrap();
     app.start_worker();
     let id = unique("wd-forged");
     let body = withdrawal(&id, vec![bank_leg("30.00")]);
