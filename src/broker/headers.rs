@@ -17,6 +17,8 @@ pub const DELIVERY_COUNT: &str = "x-delivery-count";
 pub const HEADERS_DROPPED: &str = "x-payout-headers-dropped";
 /// On a dead letter: the publisher's `expiration` property, which the copy does not keep.
 pub const ORIGINAL_EXPIRATION: &str = "x-payout-original-expiration";
+/// Set by the broker on a message it dead-lettered by itself: why.
+pub const FIRST_DEATH_REASON: &str = "x-first-death-reason";
 
 /// The broker's own per-delivery bookkeeping: not the publisher's, not carried over to
 /// a copy (the broker writes its own on each), not counted against `max_header_bytes`.
@@ -25,7 +27,7 @@ pub const BROKER_OWNED: &[&str] = &[
     "x-death",
     "x-first-death-exchange",
     "x-first-death-queue",
-    "x-first-death-reason",
+    FIRST_DEATH_REASON,
     "x-last-death-exchange",
     "x-last-death-queue",
     "x-last-death-reason",
@@ -116,7 +118,7 @@ pub fn publisher_header_bytes(props: &BasicProperties) -> usize {
 
 /// The properties of a copy the worker re-publishes (a deferral, a dead letter), built
 /// so that it always fits in one frame and the broker treats it like any other:
-/// - headers: the publisher's, without the broker's bookkeeping and `remove`, plus `add`;
+/// - headers: the publisher's, without the broker's bookkeeping, plus `add` (replacing);
 ///   if the publisher's would weigh more than `max_header_bytes`, only the signature
 ///   and the worker's own survive, and `x-payout-headers-dropped` says how many bytes went;
 /// - persistent; without `expiration` (a dead letter must never expire: on a dead
@@ -125,7 +127,6 @@ pub fn publisher_header_bytes(props: &BasicProperties) -> usize {
 ///   `cluster_id`; every other property as published.
 pub fn republished(
     props: &BasicProperties,
-    remove: &[&str],
     add: &[(&str, AMQPValue)],
     max_header_bytes: usize,
 ) -> BasicProperties {
@@ -148,18 +149,12 @@ pub fn republished(
             AMQPValue::LongLongInt(i64::try_from(left_out).unwrap_or(i64::MAX)),
         );
     }
-    let mut table: std::collections::BTreeMap<_, _> = table
-        .inner()
-        .iter()
-        .filter(|(k, _)| !remove.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     for (k, v) in add {
         table.insert((*k).into(), v.clone());
     }
     let mut copy = BasicProperties::default()
         .with_delivery_mode(2)
-        .with_headers(FieldTable::from(table));
+        .with_headers(table);
     if let Some(v) = props.content_type() {
         copy = copy.with_content_type(v.clone());
     }
@@ -240,8 +235,11 @@ mod tests {
                 (DELIVERY_COUNT, AMQPValue::LongLongInt(3)),
             ],
         );
-        let add = [(ERROR_CODE, long_string("too_large"))];
-        let copy = republished(&published, &[ATTEMPT], &add, 16_384);
+        let add = [
+            (ERROR_CODE, long_string("too_large")),
+            (ATTEMPT, AMQPValue::LongLongInt(5)),
+        ];
+        let copy = republished(&published, &add, 16_384);
         assert_eq!(copy.expiration(), &None);
         assert_eq!(copy.priority(), &None);
         assert_eq!(copy.user_id(), &None);
@@ -249,7 +247,7 @@ mod tests {
         assert_eq!(copy.message_id().as_ref().map(|m| m.as_str()), Some("m-1"));
         assert_eq!(text(&copy, "x-billing-trace").as_deref(), Some("t-1"));
         assert_eq!(text(&copy, ERROR_CODE).as_deref(), Some("too_large"));
-        assert_eq!(count(&copy, ATTEMPT), 0, "removed");
+        assert_eq!(count(&copy, ATTEMPT), 5, "replaced");
         assert_eq!(count(&copy, DELIVERY_COUNT), 0, "the broker's own");
         assert_eq!(text(&copy, "x-death"), None);
         assert_eq!(count(&copy, HEADERS_DROPPED), 0);
@@ -257,7 +255,7 @@ mod tests {
         // Publisher headers past the bound: only the signature and ours survive.
         let heavy = with_headers(&published, &[("x-junk", long_string(&big))]);
         assert!(publisher_header_bytes(&heavy) > 120_000);
-        let copy = republished(&heavy, &[], &add, 16_384);
+        let copy = republished(&heavy, &add[..1], 16_384);
         let weight = encoded_len(copy.headers().as_ref().unwrap());
         assert!(weight < 1_024, "{weight}");
         assert_eq!(text(&copy, "x-junk"), None);

@@ -69,7 +69,7 @@ fn describe(m: &BasicGetMessage, now_secs: u64) -> Letter {
 /// reason (`broker_delivery_limit`, `broker_expired`, ...).
 fn code(props: &lapin::BasicProperties) -> Option<String> {
     headers::text(props, ERROR_CODE).or_else(|| {
-        headers::text(props, "x-first-death-reason").map(|reason| format!("broker_{reason}"))
+        headers::text(props, headers::FIRST_DEATH_REASON).map(|reason| format!("broker_{reason}"))
     })
 }
 
@@ -188,25 +188,19 @@ pub async fn replay(settings: &Settings, selection: &Selection) -> Result<usize,
             if !take {
                 return keep(&m).await;
             }
-            // Body unchanged; the error headers go, the signature headers stay.
-            let mut props = m.delivery.properties.clone();
-            if let Some(h) = props.headers().clone() {
-                let mut clean = FieldTable::default();
-                for (k, v) in h.inner() {
-                    let dead_letter_only = [
-                        ERROR_CODE,
-                        ERROR_MESSAGE,
-                        DEAD_AT,
-                        headers::ORIGINAL_EXPIRATION,
-                    ];
-                    if !dead_letter_only.contains(&k.as_str())
-                        && !headers::BROKER_OWNED.contains(&k.as_str())
-                    {
-                        clean.insert(k.clone(), v.clone());
-                    }
-                }
-                props = props.with_headers(clean);
-            }
+            // Body unchanged; the error headers and the broker's bookkeeping go, the
+            // signature headers stay.
+            let dead_letter_only = [
+                ERROR_CODE,
+                ERROR_MESSAGE,
+                DEAD_AT,
+                headers::ORIGINAL_EXPIRATION,
+            ];
+            let gone: Vec<&str> = dead_letter_only
+                .into_iter()
+                .chain(headers::BROKER_OWNED.iter().copied())
+                .collect();
+            let props = headers::without_headers(&m.delivery.properties, &gone);
             match publisher
                 .publish(
                     &settings.topology.commands_exchange,

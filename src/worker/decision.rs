@@ -86,7 +86,7 @@ impl Worker {
                 if let Some(e) = delivery.properties.expiration() {
                     add.push((headers::ORIGINAL_EXPIRATION, long_string(e.as_str())));
                 }
-                let props = headers::republished(&delivery.properties, &[], &add, max_header_bytes);
+                let props = headers::republished(&delivery.properties, &add, max_header_bytes);
                 self.publisher
                     .publish(
                         &t.dead_letter,
@@ -139,7 +139,6 @@ impl Worker {
                 let seal = next.sealed(&self.seal, signature.as_deref().unwrap_or_default());
                 let props = headers::republished(
                     &delivery.properties,
-                    &[],
                     &[
                         (
                             headers::ATTEMPT,
